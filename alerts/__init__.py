@@ -1,0 +1,1 @@
+"""Clinical rules as data, evaluators, alert lifecycle, routing, escalation, notifications."""

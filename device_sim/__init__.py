@@ -1,0 +1,1 @@
+"""Virtual BLE peripherals served through a bleak backend, scenarios, simulated homes, load."""

@@ -1,0 +1,73 @@
+"""Settings from the environment (``HOMEWARD_*``), one object per process.
+
+Defaults are for development on one machine.  Outside development
+(``HOMEWARD_ENV`` other than ``development``/``test``) placeholder secrets are
+refused at start-up rather than discovered in production.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "password", "dev"})
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HOMEWARD_", extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+
+    # PostgreSQL (a libpq connection string)
+    database_url: str = "postgresql://homeward@127.0.0.1:5432/homeward"
+
+    # MQTT broker
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    mqtt_username: str | None = None
+    mqtt_password: str | None = None
+    mqtt_tls: bool = False
+    mqtt_ca_file: Path | None = None
+    #: Client id of the ingest's persistent session; one id per ingest process.
+    ingest_client_id: str = "homeward-ingest"
+    #: Optional MQTT shared-subscription group for scaled-out ingest workers.
+    ingest_share_group: str | None = None
+    #: Readings written per database transaction, at most.
+    ingest_batch_readings: int = Field(default=5000, ge=1)
+    #: How long a batch may wait to fill before it is written (ms).
+    ingest_batch_ms: int = Field(default=20, ge=0)
+
+    # HTTP API and dashboard
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    #: Secret used to sign session cookies for the dashboard.
+    secret_key: str = "dev"  # noqa: S105 -- refused outside development
+
+    # Edge agent
+    hub_id: str | None = None
+    hub_password: str | None = None
+    edge_state_dir: Path = Path(".homeward/edge")
+    #: "bleak" uses the platform's Bluetooth; "sim" uses device_sim's virtual peripherals.
+    ble_backend: Literal["bleak", "sim"] = "bleak"
+
+    # Demo / local state
+    state_dir: Path = Path(".homeward")
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets(self) -> Settings:
+        if self.env == "production":
+            if self.secret_key.lower() in PLACEHOLDER_SECRETS:
+                raise ValueError("HOMEWARD_SECRET_KEY is a placeholder; set a real secret")
+            if self.mqtt_password is not None and self.mqtt_password.lower() in PLACEHOLDER_SECRETS:
+                raise ValueError("HOMEWARD_MQTT_PASSWORD is a placeholder; set a real secret")
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()

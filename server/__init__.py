@@ -1,0 +1,1 @@
+"""The server: MQTT ingest into PostgreSQL, schema and migrations, REST API, dashboard."""
