@@ -1,0 +1,3 @@
+from homeward.cli import app
+
+app()
