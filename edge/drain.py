@@ -1,0 +1,125 @@
+"""What the publisher sends next: batches from the outbox within a rate and an in-flight bound.
+
+Pure bookkeeping over an :class:`~edge.outbox.Outbox` and a clock, no MQTT,
+so the draining policy is testable on its own:
+
+- a batch is at most ``batch_readings`` readings, in insertion order;
+- at most ``max_inflight`` messages await a PUBACK (paho itself silently
+  stops accepting QoS 1 publishes at 65,535 in flight, DESIGN.md);
+- messages leave at most at ``messages_per_second`` on average (a token
+  bucket allowing a one-second burst), so a week's backlog after an outage
+  reaches the server as a steady stream, not a flood.
+
+A reading leaves the outbox only in :meth:`DrainWindow.acked`, i.e. after the
+broker's PUBACK for the message that carried it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from edge.outbox import Outbox, OutboxRow
+
+Clock = Callable[[], float]
+
+
+class TokenBucket:
+    """``rate`` tokens per second, holding at most ``burst`` (default: one second's worth)."""
+
+    def __init__(self, rate: float, burst: float | None = None,
+                 clock: Clock = time.monotonic) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.capacity = burst if burst is not None else max(1.0, rate)
+        self._clock = clock
+        self._tokens = self.capacity
+        self._last = clock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+
+    def try_take(self) -> bool:
+        self._refill()
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+    def wait_time(self) -> float:
+        """Seconds until a token is available (0 when one is)."""
+        self._refill()
+        return 0.0 if self._tokens >= 1.0 else (1.0 - self._tokens) / self.rate
+
+
+class DrainWindow:
+    """The in-flight messages and the outbox cursor of one publisher connection."""
+
+    def __init__(self, outbox: Outbox, *, batch_readings: int, max_inflight: int,
+                 bucket: TokenBucket) -> None:
+        self.outbox = outbox
+        self.batch_readings = batch_readings
+        self.max_inflight = max_inflight
+        self.bucket = bucket
+        self.cursor = 0  # highest seq handed to the publisher
+        self.inflight: dict[int, list[int]] = {}  # mid -> outbox seqs
+        self._inflight_seqs: set[int] = set()
+        self._rewound_below = 0  # while cursor < this, skip in-flight seqs
+        self.messages_acked = 0
+        self.readings_acked = 0
+
+    def next_batch(self) -> list[OutboxRow] | None:
+        """The next batch to publish, or None (nothing new, window full, or rate reached)."""
+        if len(self.inflight) >= self.max_inflight or self.bucket.wait_time() > 0:
+            return None
+        limit = self.batch_readings
+        skipping = self.cursor < self._rewound_below  # after a rewind: skip what is in flight
+        if skipping:
+            limit += len(self._inflight_seqs)
+        rows = self.outbox.after(self.cursor, limit)
+        if skipping:
+            rows = [r for r in rows if r.seq not in self._inflight_seqs][: self.batch_readings]
+        if not rows:
+            return None
+        self.bucket.try_take()
+        return rows
+
+    def sent(self, mid: int, rows: list[OutboxRow]) -> None:
+        """Record that message ``mid`` carries ``rows`` (call before its PUBACK can be handled)."""
+        seqs = [r.seq for r in rows]
+        self.inflight[mid] = seqs
+        self._inflight_seqs.update(seqs)
+        self.cursor = max(self.cursor, seqs[-1])
+
+    def acked(self, mid: int) -> int:
+        """The broker acknowledged ``mid``: delete its readings; returns how many."""
+        seqs = self.inflight.pop(mid, None)
+        if seqs is None:
+            return 0
+        self._inflight_seqs.difference_update(seqs)
+        deleted = self.outbox.delete(seqs)
+        self.messages_acked += 1
+        self.readings_acked += len(seqs)
+        return deleted
+
+    def refused(self, mid: int) -> None:
+        """The broker refused ``mid`` (an MQTT 5 PUBACK error): keep its readings, retry later."""
+        seqs = self.inflight.pop(mid, None)
+        if seqs is not None:
+            self._inflight_seqs.difference_update(seqs)
+            self.rewind()
+
+    def rewind(self) -> None:
+        """Start again from the oldest reading held (what is in flight is skipped)."""
+        self._rewound_below = max(self._inflight_seqs, default=0)
+        self.cursor = 0
+
+    def forget_inflight(self) -> None:
+        """A new client session: nothing is in flight any more; resend from the outbox."""
+        self.inflight.clear()
+        self._inflight_seqs.clear()
+        self._rewound_below = 0
+        self.cursor = 0
