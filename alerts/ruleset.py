@@ -1,0 +1,166 @@
+"""Loading rule files (YAML) into frozen ``Rule`` objects, validated on load.
+
+Every error names the rule and the ``file:line`` where it is, e.g.::
+
+    alerts/rules/default.yaml:42: bp_severe.when: unknown op '=>'; use one of > >= < <= == !=
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from alerts.durations import parse_duration
+from alerts.errors import RuleError
+from alerts.evaluators import registry
+from alerts.model import Rule, Severity, frozen_mapping
+
+LINE = "__line__"
+_RULE_KEYS = {"id", "kind", "title", "severity", "source", "reading_kinds", "window", "params",
+              "labels", "auto_resolve", "enabled_by_default", LINE}
+_REQUIRED = ("id", "kind", "severity", "source", "title")
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A safe loader that records each mapping's line number under ``__line__``."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        mapping = super().construct_mapping(node, deep=deep)
+        mapping[LINE] = node.start_mark.line + 1
+        return mapping
+
+
+def strip_lines(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: strip_lines(v) for k, v in value.items() if k != LINE}
+    if isinstance(value, list):
+        return [strip_lines(v) for v in value]
+    return value
+
+
+def load_yaml(text: str, *, source: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_LineLoader)  # noqa: S506 -- a SafeLoader subclass
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise RuleError(f"not valid YAML: {err.problem}", location=f"{source}{line}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    rules: tuple[Rule, ...]
+    source: str = ""
+
+    def by_id(self) -> dict[str, Rule]:
+        return {r.id: r for r in self.rules}
+
+    def for_reading_kind(self, kind: str) -> tuple[Rule, ...]:
+        return tuple(r for r in self.rules if kind in r.reading_kinds)
+
+
+def parse_rule(raw: Any, *, source: str, index: int) -> Rule:
+    if not isinstance(raw, Mapping):
+        raise RuleError(f"rule #{index + 1} must be a mapping", location=source)
+    where = f"{source}:{raw.get(LINE, '?')}"
+    rule_id: str = raw["id"] if isinstance(raw.get("id"), str) else f"rule #{index + 1}"
+    unknown = set(raw) - _RULE_KEYS
+    if unknown:
+        raise RuleError(f"unknown keys {sorted(unknown)}; allowed: "
+                        f"{sorted(_RULE_KEYS - {LINE})}", location=where, culprit=rule_id)
+    for key in _REQUIRED:
+        if not isinstance(raw.get(key), str) or not raw[key].strip():
+            raise RuleError(f"'{key}' is required (a non-empty string)",
+                            location=where, culprit=rule_id)
+    evaluators = registry()
+    if raw["kind"] not in evaluators:
+        raise RuleError(f"unknown kind {raw['kind']!r}; known: {', '.join(sorted(evaluators))}",
+                        location=where, culprit=rule_id)
+    try:
+        severity = Severity(raw["severity"])
+    except ValueError:
+        raise RuleError(f"unknown severity {raw['severity']!r}; use info, amber or red",
+                        location=where, culprit=rule_id) from None
+    kinds = raw.get("reading_kinds", [])
+    if not isinstance(kinds, list) or not all(isinstance(k, str) for k in kinds):
+        raise RuleError("reading_kinds must be a list of reading kinds",
+                        location=where, culprit=rule_id)
+    from homeward.kinds import Kind
+
+    bad = [k for k in kinds if k not in {str(x) for x in Kind}]
+    if bad:
+        raise RuleError(f"unknown reading kinds {bad}; known: {', '.join(map(str, Kind))}",
+                        location=where, culprit=rule_id)
+    try:
+        window = parse_duration(raw.get("window", "1d"))
+    except ValueError as err:
+        raise RuleError(str(err), location=where, culprit=f"{rule_id}.window") from None
+    labels = raw.get("labels", {})
+    if not isinstance(labels, Mapping) or not all(
+            isinstance(v, str) for k, v in labels.items() if k != LINE):
+        raise RuleError("labels must map names to strings", location=where, culprit=rule_id)
+    for flag in ("auto_resolve", "enabled_by_default"):
+        if flag in raw and not isinstance(raw[flag], bool):
+            raise RuleError(f"'{flag}' must be true or false", location=where, culprit=rule_id)
+    raw_params = raw.get("params", {})
+    if not isinstance(raw_params, Mapping):
+        raise RuleError("params must be a mapping", location=where, culprit=rule_id)
+    pwhere = f"{source}:{raw_params.get(LINE, raw.get(LINE, '?'))}"
+    params = evaluators[raw["kind"]].parse(raw_params, where=pwhere, rule_id=rule_id,
+                                           severity=severity)
+    return Rule(
+        id=raw["id"], kind=raw["kind"], severity=severity, title=raw["title"].strip(),
+        source=raw["source"].strip(), reading_kinds=tuple(kinds), window=window, params=params,
+        raw_params=frozen_mapping(strip_lines(raw_params)),
+        labels=frozen_mapping(strip_lines(labels)),
+        auto_resolve=bool(raw.get("auto_resolve", False)),
+        enabled_by_default=bool(raw.get("enabled_by_default", True)), location=where)
+
+
+def parse_ruleset(text: str, *, source: str = "<rules>") -> RuleSet:
+    doc = load_yaml(text, source=source)
+    if not isinstance(doc, Mapping) or not isinstance(doc.get("rules"), list):
+        raise RuleError("a rule file is a mapping with a 'rules' list", location=source)
+    rules: list[Rule] = []
+    seen: dict[str, str] = {}
+    for n, raw in enumerate(doc["rules"]):
+        rule = parse_rule(raw, source=source, index=n)
+        if rule.id in seen:
+            raise RuleError(f"duplicate rule id (first defined at {seen[rule.id]})",
+                            location=rule.location, culprit=rule.id)
+        seen[rule.id] = rule.location
+        rules.append(rule)
+    return RuleSet(tuple(rules), source)
+
+
+def load_ruleset(path: str | Path | None = None) -> RuleSet:
+    """Load a rule file; ``None`` loads the shipped default rule set."""
+    if path is None:
+        text = resources.files("alerts.rules").joinpath("default.yaml").read_text("utf-8")
+        return parse_ruleset(text, source="alerts/rules/default.yaml")
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as err:
+        raise RuleError(f"cannot read: {err.strerror}", location=str(p)) from None
+    return parse_ruleset(text, source=str(p))
+
+
+def with_overrides(rule: Rule, overrides: Mapping[str, Any]) -> Rule:
+    """The rule with a patient's personal params merged over its own, re-validated."""
+    if not overrides:
+        return rule
+    merged = {**rule.raw_params, **overrides}
+    where = f"patient setting for {rule.id}"
+    params = registry()[rule.kind].parse(merged, where=where, rule_id=rule.id,
+                                         severity=rule.severity)
+    return dataclasses.replace(rule, params=params, raw_params=frozen_mapping(merged))
+
+
+__all__ = ["RuleSet", "load_ruleset", "parse_ruleset", "with_overrides"]

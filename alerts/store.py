@@ -1,0 +1,191 @@
+"""Alert records as the API and dashboard see them, and the clinician's actions on them.
+
+Functions take a psycopg connection (autocommit or not: each action runs in
+``conn.transaction()``, a savepoint when the caller already has one open) and
+return JSON-ready dicts.  Contract (shared with the server helper)::
+
+    list_alerts(conn, *, states=("open", "acknowledged"), team_id=None, patient_id=None,
+                limit=200) -> list[dict]
+    get_alert(conn, alert_id) -> dict | None          # with "events": the history
+    acknowledge(conn, alert_id, *, clinician_id, note=None) -> dict
+    resolve(conn, alert_id, *, clinician_id, outcome, note=None) -> dict
+    snooze(conn, alert_id, *, clinician_id, until, note=None) -> dict
+    AlertNotFound(LookupError), InvalidTransition(ValueError), UnknownOutcome(ValueError)
+
+``outcome`` is one of ``alerts.model.OUTCOMES``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from alerts.events import record_event
+from alerts.model import ACTIVE_STATES, OUTCOMES
+
+#: How long an acknowledgement holds before the alert re-opens (a lease), unless
+#: the alert's escalation policy says otherwise.
+DEFAULT_ACK_LEASE = timedelta(hours=4)
+
+
+class AlertNotFound(LookupError):
+    pass
+
+
+class InvalidTransition(ValueError):
+    pass
+
+
+class UnknownOutcome(ValueError):
+    pass
+
+
+_COLUMNS = """
+    a.id, a.category, a.patient_id, p.display_name AS patient_name, a.rule_id, a.rule,
+    a.severity, a.state, a.summary, a.labels, a.team_id, a.opened_at, a.updated_at,
+    a.trigger_count, a.last_triggered_at, a.latest_reading, a.readings, a.detail,
+    a.acknowledged_at, a.acknowledged_by, a.ack_expires_at, a.snoozed_until,
+    a.resolved_at, a.resolved_by, a.outcome, a.route, a.escalation_policy,
+    a.escalation_level, a.next_escalation_at
+"""
+_FROM = " FROM alert a LEFT JOIN patient p ON p.id = a.patient_id "
+
+
+def _json_ready(row: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        out[k] = v.isoformat() if isinstance(v, datetime) else v
+    out["count"] = out["trigger_count"]
+    return out
+
+
+def _now(now: datetime | None) -> datetime:
+    return now if now is not None else datetime.now(UTC)
+
+
+def list_alerts(conn: psycopg.Connection[Any], *,
+                states: Sequence[str] | None = ACTIVE_STATES, team_id: str | None = None,
+                patient_id: int | None = None, limit: int = 200) -> list[dict[str, Any]]:
+    """Alerts newest first (red before amber before info among active ones)."""
+    where: list[str] = []
+    args: list[Any] = []
+    if states is not None:
+        where.append("a.state = ANY(%s)")
+        args.append(list(states))
+    if team_id is not None:
+        where.append("a.team_id = %s")
+        args.append(team_id)
+    if patient_id is not None:
+        where.append("a.patient_id = %s")
+        args.append(patient_id)
+    sql = (f"SELECT {_COLUMNS} {_FROM}" + (" WHERE " + " AND ".join(where) if where else "")
+           + " ORDER BY CASE a.severity WHEN 'red' THEN 0 WHEN 'amber' THEN 1 ELSE 2 END,"
+             " a.opened_at DESC, a.id DESC LIMIT %s")
+    args.append(limit)
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(sql, args).fetchall()
+    return [_json_ready(r) for r in rows]
+
+
+def get_alert(conn: psycopg.Connection[Any], alert_id: int) -> dict[str, Any] | None:
+    """One alert with its full history under ``events`` (oldest first)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(f"SELECT {_COLUMNS} {_FROM} WHERE a.id = %s", (alert_id,)).fetchone()
+        if row is None:
+            return None
+        events = cur.execute(
+            "SELECT id, at, event, actor, clinician_id, detail FROM alert_event"
+            " WHERE alert_id = %s ORDER BY id", (alert_id,)).fetchall()
+    out = _json_ready(row)
+    out["events"] = [_json_ready({**e, "trigger_count": None}) for e in events]
+    for e in out["events"]:
+        e.pop("trigger_count"), e.pop("count")
+    return out
+
+
+def _lock(conn: psycopg.Connection[Any], alert_id: int) -> tuple[str, str, str | None, int | None]:
+    row = conn.execute("SELECT state, severity, team_id, patient_id FROM alert"
+                       " WHERE id = %s FOR UPDATE", (alert_id,)).fetchone()
+    if row is None:
+        raise AlertNotFound(f"alert {alert_id} does not exist")
+    return row[0], row[1], row[2], row[3]
+
+
+def acknowledge(conn: psycopg.Connection[Any], alert_id: int, *, clinician_id: int,
+                note: str | None = None, lease: timedelta | None = None,
+                now: datetime | None = None) -> dict[str, Any]:
+    """Take the alert: stops escalation until the lease expires (then it re-opens).
+
+    Acknowledging an already acknowledged alert renews the lease (and records
+    who did it); a resolved alert cannot be acknowledged.
+    """
+    at = _now(now)
+    with conn.transaction():
+        state, severity, team_id, patient_id = _lock(conn, alert_id)
+        if state not in ACTIVE_STATES:
+            raise InvalidTransition(f"alert {alert_id} is {state}; only open or acknowledged "
+                                    "alerts can be acknowledged")
+        if lease is None:
+            row = conn.execute("SELECT (route->>'ack_lease_seconds')::float FROM alert"
+                               " WHERE id = %s", (alert_id,)).fetchone()
+            lease = (timedelta(seconds=row[0]) if row and row[0] is not None
+                     else DEFAULT_ACK_LEASE)
+        conn.execute(
+            "UPDATE alert SET state = 'acknowledged', acknowledged_at = %s, acknowledged_by = %s,"
+            " ack_expires_at = %s, updated_at = %s WHERE id = %s",
+            (at, clinician_id, at + lease, at, alert_id))
+        record_event(conn, alert_id, "renewed" if state == "acknowledged" else "acknowledged",
+                     at=at, clinician_id=clinician_id,
+                     detail={"note": note, "lease_expires_at": (at + lease).isoformat()},
+                     state="acknowledged", severity=severity, team_id=team_id,
+                     patient_id=patient_id)
+    result = get_alert(conn, alert_id)
+    assert result is not None
+    return result
+
+
+def resolve(conn: psycopg.Connection[Any], alert_id: int, *, clinician_id: int, outcome: str,
+            note: str | None = None, now: datetime | None = None) -> dict[str, Any]:
+    """Close the alert with a coded outcome (one of ``alerts.model.OUTCOMES``)."""
+    if outcome not in OUTCOMES:
+        raise UnknownOutcome(f"unknown outcome {outcome!r}; use one of {', '.join(OUTCOMES)}")
+    at = _now(now)
+    with conn.transaction():
+        state, severity, team_id, patient_id = _lock(conn, alert_id)
+        if state not in ACTIVE_STATES:
+            raise InvalidTransition(f"alert {alert_id} is already {state}")
+        conn.execute(
+            "UPDATE alert SET state = 'resolved', resolved_at = %s, resolved_by = %s,"
+            " outcome = %s, updated_at = %s, next_escalation_at = NULL WHERE id = %s",
+            (at, clinician_id, outcome, at, alert_id))
+        record_event(conn, alert_id, "resolved", at=at, clinician_id=clinician_id,
+                     detail={"outcome": outcome, "note": note}, state="resolved",
+                     severity=severity, team_id=team_id, patient_id=patient_id)
+    result = get_alert(conn, alert_id)
+    assert result is not None
+    return result
+
+
+def snooze(conn: psycopg.Connection[Any], alert_id: int, *, clinician_id: int,
+           until: datetime, note: str | None = None,
+           now: datetime | None = None) -> dict[str, Any]:
+    """Silence notifications for the alert until ``until``; repeat triggers still count."""
+    at = _now(now)
+    if until <= at:
+        raise InvalidTransition("a snooze must end in the future")
+    with conn.transaction():
+        state, severity, team_id, patient_id = _lock(conn, alert_id)
+        if state not in ACTIVE_STATES:
+            raise InvalidTransition(f"alert {alert_id} is {state}; it cannot be snoozed")
+        conn.execute("UPDATE alert SET snoozed_until = %s, updated_at = %s WHERE id = %s",
+                     (until, at, alert_id))
+        record_event(conn, alert_id, "snoozed", at=at, clinician_id=clinician_id,
+                     detail={"until": until.isoformat(), "note": note}, state=state,
+                     severity=severity, team_id=team_id, patient_id=patient_id)
+    result = get_alert(conn, alert_id)
+    assert result is not None
+    return result
