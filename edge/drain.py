@@ -33,12 +33,12 @@ class TokenBucket:
             raise ValueError("rate must be positive")
         self.rate = rate
         self.capacity = burst if burst is not None else max(1.0, rate)
-        self._clock = clock
+        self.clock = clock
         self._tokens = self.capacity
         self._last = clock()
 
     def _refill(self) -> None:
-        now = self._clock()
+        now = self.clock()
         self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
         self._last = now
 
@@ -59,11 +59,13 @@ class DrainWindow:
     """The in-flight messages and the outbox cursor of one publisher connection."""
 
     def __init__(self, outbox: Outbox, *, batch_readings: int, max_inflight: int,
-                 bucket: TokenBucket) -> None:
+                 bucket: TokenBucket, refused_retry_s: float = 5.0) -> None:
         self.outbox = outbox
         self.batch_readings = batch_readings
         self.max_inflight = max_inflight
         self.bucket = bucket
+        self.refused_retry_s = refused_retry_s
+        self._hold_until = float("-inf")  # after a refusal, pause before sending again
         self.cursor = 0  # highest seq handed to the publisher
         self.inflight: dict[int, list[int]] = {}  # mid -> outbox seqs
         self._inflight_seqs: set[int] = set()
@@ -74,6 +76,8 @@ class DrainWindow:
     def next_batch(self) -> list[OutboxRow] | None:
         """The next batch to publish, or None (nothing new, window full, or rate reached)."""
         if len(self.inflight) >= self.max_inflight or self.bucket.wait_time() > 0:
+            return None
+        if self._hold_until > self.bucket.clock():
             return None
         limit = self.batch_readings
         skipping = self.cursor < self._rewound_below  # after a rewind: skip what is in flight
@@ -106,11 +110,16 @@ class DrainWindow:
         return deleted
 
     def refused(self, mid: int) -> None:
-        """The broker refused ``mid`` (an MQTT 5 PUBACK error): keep its readings, retry later."""
+        """The broker refused ``mid`` (an MQTT 5 PUBACK error): keep its readings.
+
+        They are sent again after ``refused_retry_s`` (a misconfigured ACL must not
+        turn into a busy loop of refused messages).
+        """
         seqs = self.inflight.pop(mid, None)
         if seqs is not None:
             self._inflight_seqs.difference_update(seqs)
             self.rewind()
+            self._hold_until = self.bucket.clock() + self.refused_retry_s
 
     def rewind(self) -> None:
         """Start again from the oldest reading held (what is in flight is skipped)."""

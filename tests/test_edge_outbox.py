@@ -222,8 +222,9 @@ def test_a_refused_message_is_sent_again_without_duplicating_what_is_in_flight(
         tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.db")
     box.add_many([reading(n=n) for n in range(6)])
+    clock = FakeClock()
     window = DrainWindow(box, batch_readings=2, max_inflight=10,
-                         bucket=TokenBucket(rate=1000))
+                         bucket=TokenBucket(rate=1000, clock=clock), refused_retry_s=5)
     batches = []
     for mid in (1, 2, 3):
         batch = window.next_batch()
@@ -232,6 +233,9 @@ def test_a_refused_message_is_sent_again_without_duplicating_what_is_in_flight(
         batches.append(batch)
     assert window.next_batch() is None
     window.refused(1)  # e.g. an MQTT 5 PUBACK "not authorized"
+    clock.now += 4.9
+    assert window.next_batch() is None  # no busy loop of refused messages
+    clock.now += 0.2
     again = window.next_batch()
     assert again == batches[0]
     window.sent(4, again)
