@@ -390,9 +390,8 @@ def test_radios_are_isolated():
                                   sim_radio="home-a").connect()
 
         run(scenario())
-    with pytest.raises(ValueError):
-        with VirtualRadio("dup"), VirtualRadio("dup"):
-            pass
+    with pytest.raises(ValueError), VirtualRadio("dup"), VirtualRadio("dup"):
+        pass
 
 
 def test_peripheral_rejects_unknown_kind():
