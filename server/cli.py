@@ -1,4 +1,5 @@
-"""Server commands: ``homeward db migrate`` (and the server processes)."""
+"""Server commands: ``homeward db migrate``, ``homeward ingest``, ``homeward serve``,
+``homeward bench ingest``."""
 
 from __future__ import annotations
 
@@ -20,3 +21,70 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 
         applied = migrate(database_url or get_settings().database_url, echo=True)
         typer.echo(f"{len(applied)} migration(s) applied" if applied else "schema is up to date")
+
+    @app.command()
+    def ingest(
+        database_url: str = typer.Option(None, help="libpq URL; default HOMEWARD_DATABASE_URL"),
+        mqtt_host: str = typer.Option(None, help="default HOMEWARD_MQTT_HOST"),
+        mqtt_port: int = typer.Option(None, help="default HOMEWARD_MQTT_PORT"),
+        client_id: str = typer.Option(None, help="persistent session id; default "
+                                                 "HOMEWARD_INGEST_CLIENT_ID"),
+        receive_maximum: int = typer.Option(10000, min=1, max=65535,
+                                            help="unacknowledged messages the broker may "
+                                                 "send at once (MQTT 5 Receive Maximum)"),
+        metrics_port: int = typer.Option(0, help="serve Prometheus-style counters on "
+                                                 "127.0.0.1:PORT/metrics (0: off)"),
+        log_level: str = typer.Option("INFO"),
+    ) -> None:
+        """Store MQTT readings and hub status in PostgreSQL (acks only after commit)."""
+        import logging
+
+        from homeward.settings import get_settings
+        from server.ingest import Ingest, IngestConfig
+        from server.metrics import serve_metrics
+
+        logging.basicConfig(level=log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        config = IngestConfig.from_settings(
+            get_settings(), database_url=database_url, mqtt_host=mqtt_host,
+            mqtt_port=mqtt_port, client_id=client_id, receive_maximum=receive_maximum)
+        service = Ingest(config)
+        if metrics_port:
+            serve_metrics(service.counters, port=metrics_port)
+        service.run()
+
+    @app.command()
+    def serve(
+        host: str = typer.Option(None, help="default HOMEWARD_API_HOST"),
+        port: int = typer.Option(None, help="default HOMEWARD_API_PORT"),
+        log_level: str = typer.Option("info"),
+    ) -> None:
+        """Run the REST API and the nurse dashboard (uvicorn)."""
+        from homeward.settings import get_settings
+        from server.api.app import serve as run_server
+
+        s = get_settings()
+        run_server(host=host or s.api_host, port=port or s.api_port, log_level=log_level)
+
+    @bench.command("ingest")
+    def bench_ingest(
+        hubs: int = typer.Option(200, min=1, help="simulated hubs (one MQTT client each)"),
+        per_message: int = typer.Option(100, min=1, help="readings per MQTT message"),
+        seconds: float = typer.Option(20.0, min=1, help="how long to publish"),
+        rate: int = typer.Option(24000, min=0, help="offered readings/s (0: as fast as "
+                                                    "possible)"),
+        database_url: str = typer.Option(None, help="use this database instead of a "
+                                                    "private PostgreSQL"),
+        mqtt_port: int = typer.Option(None, help="use the broker on 127.0.0.1:PORT instead "
+                                                 "of a private Mosquitto"),
+        in_process: bool = typer.Option(False, help="run the ingest in this process "
+                                                    "(default: a subprocess)"),
+        as_json: bool = typer.Option(False, "--json", help="print the figures as JSON"),
+    ) -> None:
+        """Readings/s and publish→commit latency through the real broker, ingest and database."""
+        from server.bench_ingest import BenchOptions, main
+
+        raise typer.Exit(main(BenchOptions(hubs=hubs, per_message=per_message, seconds=seconds,
+                                           rate=rate, database_url=database_url,
+                                           mqtt_port=mqtt_port, in_process=in_process,
+                                           as_json=as_json)))

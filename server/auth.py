@@ -1,0 +1,84 @@
+"""Credentials: API tokens (sha256), passwords (scrypt) and signed session cookies.
+
+An API token is random (256 bits), so a fast hash is enough to store it:
+the database holds ``sha256(token)`` and a lookup is one indexed query.  A
+password is chosen by a person, so it is stored with scrypt, a memory-hard
+key-derivation function (RFC 7914) with a per-password salt.  The dashboard's
+session cookie is ``<clinician id>.<expiry>.<HMAC-SHA256>`` signed with the
+settings' ``secret_key``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+
+# scrypt cost: N=2**14, r=8, p=1 (16 MiB, tens of ms) — the RFC 7914 section 2
+# interactive-login figure, the same as Python's hashlib documentation example.
+SCRYPT_N = 2**14
+SCRYPT_R = 8
+SCRYPT_P = 1
+SESSION_SECONDS = 12 * 3600
+
+
+def new_api_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P,
+                            dklen=32)
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_password(password: str, stored: str | None) -> bool:
+    if not stored:
+        return False
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        actual = hashlib.scrypt(password.encode(), salt=_unb64(salt), n=int(n), r=int(r),
+                                p=int(p), dklen=len(_unb64(digest)))
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(actual, _unb64(digest))
+
+
+def sign_session(clinician_id: int, secret: str, *, ttl: int = SESSION_SECONDS,
+                 now: float | None = None) -> str:
+    expires = int((now if now is not None else time.time()) + ttl)
+    body = f"{clinician_id}.{expires}"
+    mac = hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest()
+    return f"{body}.{_b64(mac)}"
+
+
+def verify_session(cookie: str, secret: str, *, now: float | None = None) -> int | None:
+    """The clinician id a valid, unexpired cookie names; None otherwise."""
+    try:
+        clinician, expires, mac = cookie.split(".")
+        expected = hmac.new(secret.encode(), f"{clinician}.{expires}".encode(),
+                            hashlib.sha256).digest()
+        if not hmac.compare_digest(expected, _unb64(mac)):
+            return None
+        if int(expires) < (now if now is not None else time.time()):
+            return None
+        return int(clinician)
+    except (ValueError, TypeError):
+        return None

@@ -1,0 +1,139 @@
+"""Turning one MQTT message into rows for the database: pure functions, no I/O.
+
+The ingest's hot path.  A readings payload is decoded with
+:func:`homeward.wire.decode_readings` (which never raises) and its valid
+readings become lines of PostgreSQL's COPY text format, built with a few
+string operations per reading; its rejects become quarantine rows.  A status
+payload becomes one hub update.  Everything here runs on the MQTT network
+thread while the writer thread waits on the database, so decoding overlaps
+with writing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from homeward.wire import HubStatus, decode_readings, is_valid_hub_id
+
+#: Columns of the staging table, in the order of the COPY lines below.
+STAGE_COLUMNS = ("id", "taken_at", "kind", "hub_id", "device", "values", "flags", "raw",
+                 "received_at")
+
+# COPY text format: backslash, tab, newline and carriage return must be escaped.
+# https://www.postgresql.org/docs/current/sql-copy.html#id-1.9.3.55.9.2
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_NULL = "\\N"
+
+#: A quarantine row: (received_at, hub_id, topic, item_index, reason, item_json, payload).
+QuarantineRow = tuple[datetime, str | None, str, int | None, str, str | None, bytes | None]
+#: A hub update: (state, last_status_json, last_status_at, last_seen_at, hub_id).
+StatusRow = tuple[str, str, datetime, datetime, str]
+
+
+@dataclass(slots=True)
+class Prepared:
+    """One MQTT message, decoded and ready to write; acknowledged after its commit."""
+
+    mid: int
+    qos: int
+    epoch: int  # the MQTT connection it arrived on; a mid is only valid on it
+    topic: str
+    payload: bytes
+    received_at: datetime
+    arrived: float = field(default_factory=time.monotonic)
+    readings: int = 0
+    copy_data: bytes = b""
+    quarantine: list[QuarantineRow] = field(default_factory=list)
+    status: StatusRow | None = None
+
+
+def _array_literal(flags: tuple[str, ...]) -> str:
+    if not flags:
+        return "{}"
+    quoted = ",".join('"' + f.replace("\\", "\\\\").replace('"', '\\"') + '"' for f in flags)
+    return "{" + quoted + "}"
+
+
+def _quarantine_item(received_at: datetime, hub: str | None, topic: str, index: int | None,
+                     reason: str, item: Any) -> QuarantineRow:
+    """Keep the offending item as jsonb when PostgreSQL can hold it, else as bytes."""
+    if isinstance(item, bytes | bytearray | memoryview):
+        return (received_at, hub, topic, index, reason, None, bytes(item))
+    try:
+        text = orjson.dumps(item)
+    except (TypeError, orjson.JSONEncodeError):
+        return (received_at, hub, topic, index, reason, None, repr(item).encode())
+    if b"\\u0000" in text:  # jsonb refuses NUL characters
+        return (received_at, hub, topic, index, reason, None, text)
+    return (received_at, hub, topic, index, reason, text.decode(), None)
+
+
+def prepare(msg: Prepared) -> Prepared:
+    """Fill ``msg`` with its COPY lines, quarantine rows or hub update; never raises."""
+    topic = msg.topic
+    parts = topic.split("/")
+    hub = parts[3] if len(parts) == 5 else None
+    if (hub is None or parts[0] != "homeward" or parts[1] != "v1" or parts[2] != "hubs"
+            or not is_valid_hub_id(hub)):
+        msg.quarantine.append(_quarantine_item(msg.received_at, None, topic, None,
+                                               "unexpected topic", msg.payload))
+        return msg
+    leaf = parts[4]
+    if leaf == "readings":
+        _prepare_readings(msg, hub)
+    elif leaf == "status":
+        _prepare_status(msg, hub)
+    else:
+        msg.quarantine.append(_quarantine_item(msg.received_at, hub, topic, None,
+                                               f"unexpected topic leaf {leaf!r}", msg.payload))
+    return msg
+
+
+def _prepare_readings(msg: Prepared, hub: str) -> None:
+    received_at = msg.received_at
+    decoded = decode_readings(msg.payload, now=received_at)
+    if decoded.readings:
+        tail = "\t" + received_at.isoformat() + "\n"
+        hub_field = "\t" + hub.translate(_COPY_ESCAPES) + "\t"
+        dumps = orjson.dumps
+        lines = [
+            f"{r.id}\t{r.taken_at.isoformat()}\t{r.kind.value}{hub_field}"
+            f"{r.device.translate(_COPY_ESCAPES)}\t{dumps(r.values).decode()}\t"
+            f"{_array_literal(r.flags).translate(_COPY_ESCAPES) if r.flags else '{}'}\t"
+            f"{r.raw if r.raw is not None else _NULL}{tail}"
+            for r in decoded.readings
+        ]
+        msg.copy_data = "".join(lines).encode()
+        msg.readings = len(lines)
+    for reject in decoded.rejects:
+        msg.quarantine.append(_quarantine_item(received_at, hub, msg.topic, reject.index,
+                                               reject.reason, reject.item))
+
+
+def _prepare_status(msg: Prepared, hub: str) -> None:
+    if not msg.payload:  # a retained status being cleared
+        return
+    try:
+        status = HubStatus.model_validate_json(msg.payload)
+    except ValidationError as err:
+        reason = "; ".join(e["msg"] for e in err.errors(include_url=False)[:3])
+        try:
+            item: Any = orjson.loads(msg.payload)
+        except orjson.JSONDecodeError:
+            item = msg.payload
+        msg.quarantine.append(_quarantine_item(msg.received_at, hub, msg.topic, None,
+                                               f"invalid hub status: {reason}", item))
+        return
+    msg.status = (status.state, status.model_dump_json(exclude_none=True),
+                  status.ts or msg.received_at, msg.received_at, hub)
+
+
+def copy_escape(text: str) -> str:
+    """Escape a value for one field of COPY's text format."""
+    return text.translate(_COPY_ESCAPES)

@@ -1,0 +1,66 @@
+"""Helpers for the ingest tests: a QoS 1 publisher, readings, and waiting."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+
+def reading(*, kind: str = "spo2", taken_at: datetime | None = None, id: str | None = None,
+            values: dict[str, float] | None = None, device: str = "AA:BB:CC:DD:EE:01",
+            **extra: Any) -> dict[str, Any]:
+    when = taken_at or datetime.now(UTC) - timedelta(seconds=1)
+    defaults = {"spo2": {"spo2": 96, "pulse_rate": 72},
+                "temperature": {"body_temperature": 37.1},
+                "blood_pressure": {"systolic": 128, "diastolic": 82, "pulse_rate": 70}}
+    return {"v": 1, "id": id or str(uuid.uuid4()), "kind": kind,
+            "taken_at": when.isoformat().replace("+00:00", "Z"), "device": device,
+            "values": values or defaults[kind], **extra}
+
+
+class Publisher:
+    """A plain paho QoS 1 publisher (what a hub's publisher does on the wire)."""
+
+    def __init__(self, port: int, client_id: str | None = None) -> None:
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
+                                  client_id=client_id or f"pub-{uuid.uuid4().hex[:8]}",
+                                  protocol=mqtt.MQTTv311)
+        self.client.max_queued_messages_set(0)
+        self.client.max_inflight_messages_set(200)
+        connected = threading.Event()
+        self.client.on_connect = lambda c, u, f, rc, p: connected.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        assert connected.wait(10), "publisher could not connect"
+
+    def publish(self, topic: str, payload: bytes | dict[str, Any] | list[Any], *,
+                retain: bool = False, wait: bool = True) -> mqtt.MQTTMessageInfo:
+        data = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+        info = self.client.publish(topic, data, qos=1, retain=retain)
+        if wait:
+            info.wait_for_publish(10)
+            assert info.is_published()
+        return info
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, step: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s (last value {value!r})")
+        time.sleep(step)
