@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from bleak import BleakClient, BleakScanner
@@ -31,7 +32,13 @@ def uuid(value: int) -> str:
 
 
 def run(coro: Awaitable[None]) -> None:
-    asyncio.run(asyncio.wait_for(coro, 20))  # type: ignore[arg-type]
+    asyncio.run(asyncio.wait_for(coro, 20))
+
+
+def on(radio_id: str) -> Any:
+    """bleak passes extra keyword arguments through to the backend; its classmethods'
+    typed ``ExtraArgs`` do not list a custom backend's, hence ``Any``."""
+    return {"sim_radio": radio_id}
 
 
 @pytest.fixture
@@ -121,13 +128,13 @@ def test_scan_by_service_uuid_finds_only_that_kind(radio):
 
     async def scenario():
         found = await BleakScanner.discover(
-            0.05, return_adv=True, backend=SimBleakScanner, sim_radio="test-sim",
+            0.05, return_adv=True, backend=SimBleakScanner, **on("test-sim"),
             service_uuids=[uuid(0x1810)])
         assert list(found) == [cuff.address]
         _, adv = found[cuff.address]
         assert adv.service_uuids == [uuid(0x1810)]
         everything = await BleakScanner.discover(0.05, backend=SimBleakScanner,
-                                                 sim_radio="test-sim")
+                                                 **on("test-sim"))
         assert len(everything) == 3
 
     run(scenario())
@@ -138,13 +145,14 @@ def test_cuff_indicates_reference_bytes_and_serves_common_services(radio):
 
     async def scenario():
         device = await BleakScanner.find_device_by_address(
-            cuff.address, timeout=1, backend=SimBleakScanner, sim_radio="test-sim")
+            cuff.address, timeout=1, backend=SimBleakScanner, **on("test-sim"))
         assert device is not None
         received: list[bytes] = []
         async with BleakClient(device, backend=SimBleakClient, sim_radio="test-sim") as client:
             services = {s.uuid for s in client.services}
             assert services == {uuid(0x1810), uuid(0x180F), uuid(0x180A), uuid(0x1805)}
             bpm = client.services.get_characteristic(uuid(0x2A35))
+            assert bpm is not None
             assert bpm.properties == ["indicate"]
             assert bpm.get_descriptor(uuid(0x2902)) is not None
             await client.start_notify(bpm, lambda _c, data: received.append(bytes(data)))
@@ -337,12 +345,12 @@ def test_out_of_range_device_is_not_heard_and_cannot_be_connected(radio):
 
     async def scenario():
         assert await BleakScanner.discover(0.05, backend=SimBleakScanner,
-                                           sim_radio="test-sim") == []
+                                           **on("test-sim")) == []
         with pytest.raises(BleakDeviceNotFoundError):
             await BleakClient(cuff.address, backend=SimBleakClient,
                               sim_radio="test-sim").connect()
         cuff.set_in_range(True)
-        found = await BleakScanner.discover(0.05, backend=SimBleakScanner, sim_radio="test-sim")
+        found = await BleakScanner.discover(0.05, backend=SimBleakScanner, **on("test-sim"))
         assert [d.address for d in found] == [cuff.address]
 
     run(scenario())
@@ -381,8 +389,8 @@ def test_radios_are_isolated():
         scale_b = b.add_device(Kind.WEIGHT)
 
         async def scenario():
-            seen_a = await BleakScanner.discover(0.05, backend=SimBleakScanner, sim_radio="home-a")
-            seen_b = await BleakScanner.discover(0.05, backend=SimBleakScanner, sim_radio="home-b")
+            seen_a = await BleakScanner.discover(0.05, backend=SimBleakScanner, **on("home-a"))
+            seen_b = await BleakScanner.discover(0.05, backend=SimBleakScanner, **on("home-b"))
             assert [d.address for d in seen_a] == [cuff_a.address]
             assert [d.address for d in seen_b] == [scale_b.address]
             with pytest.raises(BleakDeviceNotFoundError):
