@@ -413,3 +413,33 @@ def test_store_records_spaces_time_stamps(radio):
     scale.store_records(3, every=timedelta(hours=24))
     stamps = [r.data[3:10] for r in scale.records]
     assert stamps == [enc.date_time(datetime(2026, 1, d, 12, 0, 0)) for d in (7, 8, 9)]
+
+
+# ---------------------------------------------------------------- encoder x edge.gatt decoder
+
+ROUND_TRIPS = [
+    (Kind.BLOOD_PRESSURE, {"systolic": 182.0, "diastolic": 101.0, "mean_arterial": 128.0,
+                           "pulse_rate": 88.0}, {}),
+    (Kind.SPO2, {"spo2": 91.0, "pulse_rate": 104.0}, {}),
+    (Kind.TEMPERATURE, {"body_temperature": 38.4}, {}),
+    (Kind.WEIGHT, {"body_weight": 84.35}, {}),
+    (Kind.GLUCOSE, {"blood_glucose": 7.8}, {}),
+    (Kind.GLUCOSE, {"blood_glucose": 27.5}, {}),  # beyond 20.45: exponent -4
+    (Kind.GLUCOSE, {"blood_glucose": 5.5}, {"mg_per_dl": True}),
+]
+
+
+@pytest.mark.parametrize(("kind", "values", "options"), ROUND_TRIPS,
+                         ids=[f"{k}-{v}" for k, v, _ in ROUND_TRIPS])
+def test_every_device_encoding_decodes_with_edge_gatt(kind, values, options):
+    from edge.gatt import Measurement, decode
+
+    device = VirtualPeripheral(kind, "C0:00:00:00:00:01", **options)
+    data = device.encode(values, T, 42)
+    measurement = decode(device.profile.measurement, data)
+    assert isinstance(measurement, Measurement)
+    assert measurement.kind is kind
+    assert measurement.values == pytest.approx(values, abs=0.05)
+    assert measurement.taken_at == T
+    if kind is Kind.GLUCOSE:
+        assert measurement.sequence_number == 42
