@@ -265,8 +265,9 @@ class Publisher:
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
                        properties: Any) -> None:
         if self.connected:
-            log.warning("hub %s: disconnected (%s); %d messages await a PUBACK",
-                        self.hub_id, reason_code, len(self.window.inflight))
+            log.log(logging.INFO if self._stopping.is_set() else logging.WARNING,
+                    "hub %s: disconnected (%s); %d messages await a PUBACK",
+                    self.hub_id, reason_code, len(self.window.inflight))
         self.connected = False
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any,
