@@ -161,6 +161,38 @@ def test_readings_held_while_out_of_range_arrive_when_back(radio):
     run(scenario())
 
 
+def test_disconnect_during_read_then_recovery(radio):
+    # read 1 (Current Time) works, read 2 (battery) drops the link, twice
+    cuff = radio.add_device(Kind.BLOOD_PRESSURE, faults=[
+        Fault("disconnect_during_read", after_reads=1, times=2)])
+    cuff.measure()
+    sink = Sink()
+
+    async def scenario():
+        async with collector(paired(cuff), sink) as c:
+            await wait_until(lambda: c.status()[0].battery == 87 and len(sink.readings) == 1)
+            counters = c.counters(cuff.address)
+            assert counters.connections == 3
+            assert counters.disconnects >= 2
+            assert c.status()[0].connected
+
+    run(scenario())
+
+
+def test_slow_indications_still_deliver_everything(radio):
+    meter = radio.add_device(Kind.GLUCOSE, faults=[
+        Fault("slow_indications", delay_s=0.002, times=0)])
+    meter.store_records(100)
+    sink = Sink()
+
+    async def scenario():
+        async with collector(paired(meter), sink):
+            await wait_until(lambda: len(sink.readings) == 100)
+            assert sink.sequences(meter.address) == list(range(1, 101))
+
+    run(scenario())
+
+
 # ---------------------------------------------------------------- RACP
 
 
