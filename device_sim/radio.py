@@ -83,7 +83,7 @@ class VirtualRadio:
         return ":".join(f"{o:02X}" for o in octets)
 
     def add(self, peripheral: VirtualPeripheral) -> VirtualPeripheral:
-        peripheral.clock = self.clock
+        peripheral.clock = lambda: self.clock()  # follows later changes of radio.clock
         self._peripherals[peripheral.address] = peripheral
         return peripheral
 
