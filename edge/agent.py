@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -158,6 +159,7 @@ class EdgeAgent:
         self._status_task: asyncio.Task[None] | None = None
         self._paired_mtime: float | None = None
         self._status_signature: object = None
+        self._last_refusal_log = float("-inf")
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -270,7 +272,13 @@ class EdgeAgent:
             await self._in_db(partial(self.outbox.add, reading, sequence=sequence))
         except OutboxFull as err:
             self.readings_refused += 1
-            log.error("hub %s: %s", self.hub_id, err)
+            # the collector retries every second: one ERROR a minute, the rest at DEBUG
+            now = time.monotonic()
+            loud = now - self._last_refusal_log >= 60.0
+            if loud:
+                self._last_refusal_log = now
+            log.log(logging.ERROR if loud else logging.DEBUG, "hub %s: %s (refused so far: %d)",
+                    self.hub_id, err, self.readings_refused)
             self._request_status()
             raise
         self.readings_stored += 1
