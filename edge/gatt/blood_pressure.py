@@ -23,10 +23,16 @@ from .fields import (
     date_time,
     note_rfu,
     note_trailing,
+    note_unused,
     require,
 )
-from .ieee11073 import SFLOAT_SPECIAL, sfloat_number
-from .results import BloodPressureFeature, IntermediateCuffPressure, Measurement
+from .ieee11073 import SFLOAT_SPECIAL, SFLOAT_VALUES
+from .results import (
+    BloodPressureFeature,
+    IntermediateCuffPressure,
+    Measurement,
+    fast_measurement,
+)
 from .units import kpa_to_mmhg
 
 _HEADER: Final = struct.Struct("<BHHH")
@@ -120,21 +126,22 @@ def _read_optional(data: bytes, flags: int, what: str) -> _Fields:
         out.status = status
         out.flags.extend(_STATUS_FLAGS[status & 0x3F])
         out.flags.extend(_PULSE_RANGE_FLAGS[status >> 3 & 3])
-        note_rfu(status, STATUS_RFU, what + " status", data)
+        if status & STATUS_RFU:
+            note_rfu(status, STATUS_RFU, what + " status", data)
     if unknown_user:
         out.flags.append(USER_UNKNOWN_FLAG)
     if time_flag is not None:
         out.flags.append(time_flag)
-    note_rfu(flags, FLAGS_RFU, what + " flags", data)
-    note_trailing(data, need, what)
+    if flags & FLAGS_RFU or n > need:
+        note_unused(data, need, flags & FLAGS_RFU, what)
     return out
 
 
-def _pressure(raw: int, kpa: bool, name: str, what: str) -> float:
-    special = SFLOAT_SPECIAL.get(raw)
-    if special is not None:
-        raise GattParseError(f"{what}: {name} is {special.value} (IEEE 11073 special value)")
-    value = sfloat_number(raw)
+def _pressure(raw: int, kpa: int, name: str, what: str) -> float:
+    value = SFLOAT_VALUES[raw]
+    if value is None:
+        raise GattParseError(
+            f"{what}: {name} is {SFLOAT_SPECIAL[raw].value} (IEEE 11073 special value)")
     return kpa_to_mmhg(value) if kpa else value
 
 
@@ -144,37 +151,37 @@ def decode_blood_pressure_measurement(data: bytes) -> Measurement:
     require(data, _MIN_LENGTH, what)
     flags, sys_raw, dia_raw, map_raw = _HEADER.unpack_from(data)
     opt = _read_optional(data, flags, what)
-    kpa = bool(flags & FLAG_KPA)
+    kpa = flags & FLAG_KPA
     values = {
         "systolic": _pressure(sys_raw, kpa, "systolic", what),
         "diastolic": _pressure(dia_raw, kpa, "diastolic", what),
     }
     unavailable: dict[str, str] = {}
     out_flags = opt.flags
-    special = SFLOAT_SPECIAL.get(map_raw)
-    if special is None:
-        values["mean_arterial"] = kpa_to_mmhg(sfloat_number(map_raw)) if kpa else sfloat_number(
-            map_raw)
+    value = SFLOAT_VALUES[map_raw]
+    if value is not None:
+        values["mean_arterial"] = kpa_to_mmhg(value) if kpa else value
     else:
-        unavailable["mean_arterial"] = special.value
+        unavailable["mean_arterial"] = SFLOAT_SPECIAL[map_raw].value
         out_flags.append("mean_arterial_unavailable")
     if opt.pulse_raw is not None:
-        special = SFLOAT_SPECIAL.get(opt.pulse_raw)
-        if special is None:
-            values["pulse_rate"] = sfloat_number(opt.pulse_raw)
+        value = SFLOAT_VALUES[opt.pulse_raw]
+        if value is not None:
+            values["pulse_rate"] = value
         else:
-            unavailable["pulse_rate"] = special.value
+            unavailable["pulse_rate"] = SFLOAT_SPECIAL[opt.pulse_raw].value
             out_flags.append("pulse_rate_unavailable")
     check_plausible(Kind.BLOOD_PRESSURE, values, what)
-    return Measurement(
-        kind=Kind.BLOOD_PRESSURE,
-        values=values,
-        taken_at=opt.taken_at,
-        flags=tuple(out_flags),
-        unavailable=unavailable,
-        user_id=opt.user_id,
-        measurement_status=opt.status,
-    )
+    return fast_measurement({
+        "kind": Kind.BLOOD_PRESSURE,
+        "values": values,
+        "taken_at": opt.taken_at,
+        "flags": tuple(out_flags),
+        "unavailable": unavailable,
+        "user_id": opt.user_id,
+        "measurement_status": opt.status,
+        "extras": {},
+    })
 
 
 def decode_intermediate_cuff_pressure(data: bytes) -> IntermediateCuffPressure:
@@ -183,7 +190,7 @@ def decode_intermediate_cuff_pressure(data: bytes) -> IntermediateCuffPressure:
     require(data, _MIN_LENGTH, what)
     flags, cuff_raw, _unused_dia, _unused_map = _HEADER.unpack_from(data)
     opt = _read_optional(data, flags, what)
-    cuff = _pressure(cuff_raw, bool(flags & FLAG_KPA), "cuff pressure", what)
+    cuff = _pressure(cuff_raw, flags & FLAG_KPA, "cuff pressure", what)
     if not 0.0 <= cuff <= MAX_PLAUSIBLE_CUFF_PRESSURE_MMHG:
         raise GattParseError(
             f"{what}: cuff pressure {cuff} mmHg outside plausible range "

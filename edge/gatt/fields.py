@@ -7,7 +7,7 @@ import struct
 from datetime import datetime
 from typing import Final
 
-from homeward.kinds import Kind, check_values
+from homeward.kinds import METRICS, Kind, check_values
 
 from .errors import GattParseError
 
@@ -71,19 +71,44 @@ def bit_table(names: tuple[str | None, ...]) -> tuple[tuple[str, ...], ...]:
     return tuple(bit_names(value, names) for value in range(1 << len(names)))
 
 
+#: (minimum, maximum) per kind and metric, taken from homeward.kinds.METRICS (not duplicated).
+_BOUNDS: Final = {
+    kind: {metric.name: (metric.minimum, metric.maximum) for metric in metrics}
+    for kind, metrics in METRICS.items()
+}
+
+
 def check_plausible(kind: Kind, values: dict[str, float], what: str) -> None:
-    """Reject (never clamp) values outside the homeward.kinds plausibility limits."""
+    """Reject (never clamp) values outside the homeward.kinds plausibility limits.
+
+    homeward.kinds.check_values decides.  The loop in front of it only lets a
+    reading through without calling it when every value is inside its metric's
+    bounds (and, for blood pressure, diastolic < systolic) -- which is exactly
+    when check_values accepts a reading that carries its required metrics, as
+    the parsers guarantee; a property test checks the two agree.
+    """
+    bounds = _BOUNDS[kind]
+    for name, value in values.items():
+        limits = bounds.get(name)
+        if limits is None or not limits[0] <= value <= limits[1]:
+            break
+    else:
+        if kind is not Kind.BLOOD_PRESSURE or values["diastolic"] < values["systolic"]:
+            return
     reason = check_values(kind, values)
     if reason is not None:
         raise GattParseError(f"{what}: {reason}")
 
 
-def unavailable_flag(metric: str) -> str:
-    """The flag for an optional metric the device sent as a special value."""
-    return _UNAVAILABLE_FLAGS.get(metric) or f"{metric}_unavailable"
 
+def note_unused(data: bytes, used: int, rfu_flags: int, what: str) -> None:
+    """Log RFU flag bits and trailing bytes of a measurement PDU (both tolerated, see M7).
 
-_UNAVAILABLE_FLAGS: Final = {
-    name: f"{name}_unavailable"
-    for name in ("pulse_rate", "mean_arterial", "perfusion_index")
-}
+    Call only when there is something to log (``rfu_flags or len(data) > used``):
+    the check stays inline in the hot path.
+    """
+    if _LOGGER.isEnabledFor(logging.DEBUG):
+        _LOGGER.debug(
+            "%s: ignoring RFU flag bits 0x%02X and %d trailing byte(s) in %s",
+            what, rfu_flags, max(0, len(data) - used), data.hex(),
+        )

@@ -29,10 +29,11 @@ from .fields import (
     date_time,
     note_rfu,
     note_trailing,
+    note_unused,
     require,
 )
-from .ieee11073 import SFLOAT_SPECIAL, sfloat_number
-from .results import ControlSolution, GlucoseContext, Measurement
+from .ieee11073 import SFLOAT_SPECIAL, SFLOAT_VALUES
+from .results import ControlSolution, GlucoseContext, Measurement, fast_measurement
 from .units import kg_per_l_to_mmol_per_l, mol_per_l_to_mmol_per_l
 
 _LOGGER = logging.getLogger(__name__)
@@ -116,42 +117,44 @@ def decode_glucose_measurement(data: bytes) -> Measurement | ControlSolution:
     if flags & 0x08:
         (sensor,) = _U16.unpack_from(data, offset)
         out_flags.extend(bit_names(sensor, _SENSOR_STATUS_NAMES))
-        note_rfu(sensor, 0xF000, what + " sensor status", data)
+        if sensor & 0xF000:
+            note_rfu(sensor, 0xF000, what + " sensor status", data)
     if flags & 0x10:
         out_flags.append(CONTEXT_FOLLOWS_FLAG)
     if time_flag is not None:
         out_flags.append(time_flag)
-    note_rfu(flags, 0xE0, what + " flags", data)
-    note_trailing(data, need, what)
+    if flags & 0xE0 or n > need:
+        note_unused(data, need, flags & 0xE0, what)
 
-    special = SFLOAT_SPECIAL.get(conc_raw)
+    concentration = SFLOAT_VALUES[conc_raw]
     if (type_location & 0x0F == CONTROL_SOLUTION_TYPE
             or type_location >> 4 == CONTROL_SOLUTION_LOCATION):
         return ControlSolution(
             sequence_number=sequence,
-            blood_glucose=None if special is not None else _mmol_per_l(conc_raw, flags),
+            blood_glucose=None if concentration is None else _mmol_per_l(concentration, flags),
             taken_at=taken_at,
             flags=tuple(out_flags),
         )
-    if special is not None:
-        raise GattParseError(
-            f"{what}: concentration is {special.value} (IEEE 11073 special value)")
-    values = {"blood_glucose": _mmol_per_l(conc_raw, flags)}
+    if concentration is None:
+        raise GattParseError(f"{what}: concentration is {SFLOAT_SPECIAL[conc_raw].value}"
+                             " (IEEE 11073 special value)")
+    values = {"blood_glucose": _mmol_per_l(concentration, flags)}
     check_plausible(Kind.GLUCOSE, values, what)
-    return Measurement(
-        kind=Kind.GLUCOSE,
-        values=values,
-        taken_at=taken_at,
-        flags=tuple(out_flags),
-        sequence_number=sequence,
-        sensor_status=sensor,
-        sample_type=sample_type,
-        sample_location=sample_location,
-    )
+    return fast_measurement({
+        "kind": Kind.GLUCOSE,
+        "values": values,
+        "taken_at": taken_at,
+        "flags": tuple(out_flags),
+        "unavailable": {},
+        "sequence_number": sequence,
+        "sensor_status": sensor,
+        "sample_type": sample_type,
+        "sample_location": sample_location,
+        "extras": {},
+    })
 
 
-def _mmol_per_l(raw: int, flags: int) -> float:
-    value = sfloat_number(raw)
+def _mmol_per_l(value: float, flags: int) -> float:
     return mol_per_l_to_mmol_per_l(value) if flags & 0x04 else kg_per_l_to_mmol_per_l(value)
 
 
@@ -174,7 +177,7 @@ EXERCISE_OVERRUN: Final = 0xFFFF
 
 
 def _optional_sfloat(raw: int) -> float | None:
-    return None if raw in SFLOAT_SPECIAL else sfloat_number(raw)
+    return SFLOAT_VALUES[raw]
 
 
 def decode_glucose_context(data: bytes) -> GlucoseContext:

@@ -94,6 +94,19 @@ def float_number(raw: int) -> float:
     return mantissa * mul / div
 
 
+def _sfloat_values() -> list[float | None]:
+    values: list[float | None] = [sfloat_number(raw) for raw in range(0x10000)]
+    for raw in SFLOAT_SPECIAL:
+        values[raw] = None
+    return values
+
+
+#: Every SFLOAT decoded once (65,536 entries, ~2 MB, ~40 ms at import): ``None`` marks a
+#: special value (look it up in SFLOAT_SPECIAL).  One list index replaces a dict lookup
+#: and the arithmetic on the decode hot path.
+SFLOAT_VALUES: Final[list[float | None]] = _sfloat_values()
+
+
 def decode_sfloat(raw: int) -> float | SpecialValue:
     """SFLOAT (uint16 as read little-endian) to a number, or the special value it encodes."""
     special = SFLOAT_SPECIAL.get(raw)

@@ -27,14 +27,16 @@ from .errors import GattParseError
 from .fields import (
     DEVICE_CLOCK_NOT_SET,
     bit_names,
+    bit_table,
     check_plausible,
     date_time,
     note_rfu,
     note_trailing,
+    note_unused,
     require,
 )
-from .ieee11073 import SFLOAT_SPECIAL, sfloat_number
-from .results import Measurement, PlxFeatures
+from .ieee11073 import SFLOAT_SPECIAL, SFLOAT_VALUES
+from .results import Measurement, PlxFeatures, fast_measurement
 
 _HEADER: Final = struct.Struct("<BHH")
 _U16: Final = struct.Struct("<H")
@@ -54,7 +56,7 @@ STATUS_REJECT: Final[tuple[tuple[int, str], ...]] = (
 STATUS_REJECT_MASK: Final = sum(bit for bit, _ in STATUS_REJECT)
 #: Informative Measurement Status bits -> flags (bits 0-4 RFU).
 _STATUS_NAMES: Final[tuple[str | None, ...]] = (
-    None, None, None, None, None, None,
+    None, None, None, None, None, None,  # 0-4 RFU, 5 ongoing (rejected)
     "early_estimate",  # 6
     "validated_data",  # 7
     "fully_qualified_data",  # 8
@@ -63,6 +65,8 @@ _STATUS_NAMES: Final[tuple[str | None, ...]] = (
     "calibration_ongoing",  # 12
 )
 STATUS_RFU: Final = 0x001F
+#: Flags for Measurement Status bits 6-12, indexed by ``status >> 6 & 0x7F``.
+_STATUS_FLAGS: Final = bit_table(_STATUS_NAMES[6:])
 #: Device & Sensor Status bits 0-15 -> flags (16-23 RFU).
 _DEVICE_SENSOR_NAMES: Final = (
     "extended_display_update_ongoing",
@@ -110,30 +114,32 @@ def _status_flags(status: int, what: str, data: bytes) -> tuple[str, ...]:
         for bit, reason in STATUS_REJECT:
             if status & bit:
                 raise GattParseError(f"{what}: {reason}")
-    note_rfu(status, STATUS_RFU, what + " status", data)
-    return bit_names(status, _STATUS_NAMES)
+    if status & STATUS_RFU:
+        note_rfu(status, STATUS_RFU, what + " status", data)
+    return _STATUS_FLAGS[status >> 6 & 0x7F]
 
 
 def _values(
     spo2_raw: int, pr_raw: int, pai_raw: int | None, flags: list[str], what: str
 ) -> tuple[dict[str, float], dict[str, str]]:
-    special = SFLOAT_SPECIAL.get(spo2_raw)
-    if special is not None:
-        raise GattParseError(f"{what}: SpO2 is {special.value} (IEEE 11073 special value)")
-    values = {"spo2": sfloat_number(spo2_raw)}
+    spo2 = SFLOAT_VALUES[spo2_raw]
+    if spo2 is None:
+        raise GattParseError(
+            f"{what}: SpO2 is {SFLOAT_SPECIAL[spo2_raw].value} (IEEE 11073 special value)")
+    values = {"spo2": spo2}
     unavailable: dict[str, str] = {}
-    special = SFLOAT_SPECIAL.get(pr_raw)
-    if special is None:
-        values["pulse_rate"] = sfloat_number(pr_raw)
+    value = SFLOAT_VALUES[pr_raw]
+    if value is not None:
+        values["pulse_rate"] = value
     else:
-        unavailable["pulse_rate"] = special.value
+        unavailable["pulse_rate"] = SFLOAT_SPECIAL[pr_raw].value
         flags.append("pulse_rate_unavailable")
     if pai_raw is not None:
-        special = SFLOAT_SPECIAL.get(pai_raw)
-        if special is None:
-            values["perfusion_index"] = sfloat_number(pai_raw)
+        value = SFLOAT_VALUES[pai_raw]
+        if value is not None:
+            values["perfusion_index"] = value
         else:
-            unavailable["perfusion_index"] = special.value
+            unavailable["perfusion_index"] = SFLOAT_SPECIAL[pai_raw].value
             flags.append("perfusion_index_unavailable")
     check_plausible(Kind.SPO2, values, what)
     return values, unavailable
@@ -167,7 +173,8 @@ def decode_plx_spot_check(data: bytes) -> Measurement:
         offset += 3
         if low:
             out_flags.extend(bit_names(low, _DEVICE_SENSOR_NAMES))
-        note_rfu(high, 0xFF, what + " device & sensor status", data)
+        if high:
+            note_rfu(high, 0xFF, what + " device & sensor status", data)
     if flags & 0x08:
         (pai_raw,) = _U16.unpack_from(data, offset)
     values, unavailable = _values(spo2_raw, pr_raw, pai_raw, out_flags, what)
@@ -177,17 +184,18 @@ def decode_plx_spot_check(data: bytes) -> Measurement:
         out_flags.append(DEVICE_CLOCK_NOT_SET)
     elif time_flag is not None:
         out_flags.append(time_flag)
-    note_rfu(flags, 0xE0, what + " flags", data)
-    note_trailing(data, need, what)
-    return Measurement(
-        kind=Kind.SPO2,
-        values=values,
-        taken_at=taken_at,
-        flags=tuple(out_flags),
-        unavailable=unavailable,
-        measurement_status=status,
-        sensor_status=sensor,
-    )
+    if flags & 0xE0 or n > need:
+        note_unused(data, need, flags & 0xE0, what)
+    return fast_measurement({
+        "kind": Kind.SPO2,
+        "values": values,
+        "taken_at": taken_at,
+        "flags": tuple(out_flags),
+        "unavailable": unavailable,
+        "measurement_status": status,
+        "sensor_status": sensor,
+        "extras": {},
+    })
 
 
 def decode_plx_continuous(data: bytes) -> Measurement:
@@ -209,10 +217,12 @@ def decode_plx_continuous(data: bytes) -> Measurement:
             if flags & bit:
                 s_raw, p_raw = _U16_PAIR.unpack_from(data, offset)
                 offset += 4
-                if s_raw not in SFLOAT_SPECIAL:
-                    extras["spo2" + suffix] = sfloat_number(s_raw)
-                if p_raw not in SFLOAT_SPECIAL:
-                    extras["pulse_rate" + suffix] = sfloat_number(p_raw)
+                value = SFLOAT_VALUES[s_raw]
+                if value is not None:
+                    extras["spo2" + suffix] = value
+                value = SFLOAT_VALUES[p_raw]
+                if value is not None:
+                    extras["pulse_rate" + suffix] = value
     if flags & 0x04:
         (status,) = _U16.unpack_from(data, offset)
         offset += 2
@@ -223,21 +233,22 @@ def decode_plx_continuous(data: bytes) -> Measurement:
         offset += 3
         if low:
             out_flags.extend(bit_names(low, _DEVICE_SENSOR_NAMES))
-        note_rfu(high, 0xFF, what + " device & sensor status", data)
+        if high:
+            note_rfu(high, 0xFF, what + " device & sensor status", data)
     if flags & 0x10:
         (pai_raw,) = _U16.unpack_from(data, offset)
     values, unavailable = _values(spo2_raw, pr_raw, pai_raw, out_flags, what)
-    note_rfu(flags, 0xE0, what + " flags", data)
-    note_trailing(data, need, what)
-    return Measurement(
-        kind=Kind.SPO2,
-        values=values,
-        flags=tuple(out_flags),
-        unavailable=unavailable,
-        measurement_status=status,
-        sensor_status=sensor,
-        extras=extras,
-    )
+    if flags & 0xE0 or n > need:
+        note_unused(data, need, flags & 0xE0, what)
+    return fast_measurement({
+        "kind": Kind.SPO2,
+        "values": values,
+        "flags": tuple(out_flags),
+        "unavailable": unavailable,
+        "measurement_status": status,
+        "sensor_status": sensor,
+        "extras": extras,
+    })
 
 
 def decode_plx_features(data: bytes) -> PlxFeatures:

@@ -13,9 +13,9 @@ from typing import Final
 from homeward.kinds import Kind
 
 from .errors import GattParseError
-from .fields import check_plausible, date_time, note_rfu, note_trailing, require
+from .fields import check_plausible, date_time, note_trailing, note_unused, require
 from .ieee11073 import FLOAT_SPECIAL, float_number
-from .results import Measurement, TemperatureType
+from .results import Measurement, TemperatureType, fast_measurement
 from .units import fahrenheit_to_celsius
 
 _LOGGER = logging.getLogger(__name__)
@@ -67,15 +67,17 @@ def decode_temperature_measurement(data: bytes) -> Measurement:
             _LOGGER.debug("%s: reserved temperature type %d in %s", what, code, data.hex())
     values = {"body_temperature": celsius}
     check_plausible(Kind.TEMPERATURE, values, what)
-    note_rfu(flags, 0xF8, what + " flags", data)
-    note_trailing(data, need, what)
-    return Measurement(
-        kind=Kind.TEMPERATURE,
-        values=values,
-        taken_at=taken_at,
-        flags=out_flags,
-        temperature_site=site,
-    )
+    if flags & 0xF8 or n > need:
+        note_unused(data, need, flags & 0xF8, what)
+    return fast_measurement({
+        "kind": Kind.TEMPERATURE,
+        "values": values,
+        "taken_at": taken_at,
+        "flags": out_flags,
+        "unavailable": {},
+        "temperature_site": site,
+        "extras": {},
+    })
 
 
 def decode_temperature_type(data: bytes) -> TemperatureType:

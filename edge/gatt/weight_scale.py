@@ -15,8 +15,8 @@ from typing import Final
 from homeward.kinds import Kind
 
 from .errors import GattParseError
-from .fields import check_plausible, date_time, note_rfu, note_trailing, require
-from .results import Measurement, WeightScaleFeature
+from .fields import check_plausible, date_time, note_rfu, note_trailing, note_unused, require
+from .results import Measurement, WeightScaleFeature, fast_measurement
 from .units import inch_to_m, lb_to_kg
 
 _HEADER: Final = struct.Struct("<BH")
@@ -86,16 +86,17 @@ def decode_weight_measurement(data: bytes) -> Measurement:
         out_flags.append(time_flag)
     values = {"body_weight": weight}
     check_plausible(Kind.WEIGHT, values, what)
-    note_rfu(flags, 0xF0, what + " flags", data)
-    note_trailing(data, need, what)
-    return Measurement(
-        kind=Kind.WEIGHT,
-        values=values,
-        taken_at=taken_at,
-        flags=tuple(out_flags),
-        user_id=user_id,
-        extras=extras,
-    )
+    if flags & 0xF0 or n > need:
+        note_unused(data, need, flags & 0xF0, what)
+    return fast_measurement({
+        "kind": Kind.WEIGHT,
+        "values": values,
+        "taken_at": taken_at,
+        "flags": tuple(out_flags),
+        "unavailable": {},
+        "user_id": user_id,
+        "extras": extras,
+    })
 
 
 def decode_weight_scale_feature(data: bytes) -> WeightScaleFeature:
