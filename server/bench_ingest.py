@@ -1,0 +1,307 @@
+"""``homeward bench ingest``: readings/s and publish→commit latency, end to end.
+
+Simulated hubs publish batches of readings (QoS 1, plain paho) through a real
+Mosquitto into the real ingest (a ``homeward ingest`` subprocess by default)
+and a real PostgreSQL; a private broker and database are started unless URLs
+are given.  Each reading's ``taken_at`` is the moment its message was built
+and published, so ``committed_at - taken_at`` in the reading table is its
+publish→commit latency (``committed_at`` is the INSERT statement's start,
+a few milliseconds before the COMMIT).  The raw COPY rate of the same rows into
+an empty copy of the reading table is measured in the same run, for scale.
+
+The publisher bounds its own in-flight queue (paho silently stops accepting
+QoS 1 publishes at 65,535 in flight).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+
+from homeward.wire import readings_topic
+
+#: Most QoS 1 messages the publisher leaves unacknowledged before it waits.
+MAX_OUTSTANDING = 2000
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    hubs: int = 200
+    per_message: int = 100
+    seconds: float = 20.0
+    rate: int = 24000  # offered readings/s; 0 = as fast as possible
+    database_url: str | None = None
+    mqtt_port: int | None = None
+    in_process: bool = False
+    as_json: bool = False
+    durable: bool = True
+
+
+class BoundedPublisher:
+    """One paho client publishing for many hubs, never more than MAX_OUTSTANDING unacked."""
+
+    def __init__(self, port: int) -> None:
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2,
+                                  client_id=f"bench-pub-{uuid.uuid4().hex[:6]}",
+                                  protocol=mqtt.MQTTv311)
+        self.client.max_inflight_messages_set(MAX_OUTSTANDING)
+        self.outstanding = 0
+        self.cond = threading.Condition()
+        self.client.on_publish = self._on_publish
+        connected = threading.Event()
+        self.client.on_connect = lambda c, u, f, rc, p: connected.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        if not connected.wait(10):
+            raise RuntimeError("bench publisher could not connect")
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, rc: Any,
+                    props: Any) -> None:
+        with self.cond:
+            self.outstanding -= 1
+            self.cond.notify()
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        with self.cond:
+            while self.outstanding >= MAX_OUTSTANDING:
+                self.cond.wait(1)
+            self.outstanding += 1
+        self.client.publish(topic, payload, qos=1)
+
+    def drain(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while self.outstanding > 0 and time.monotonic() < deadline:
+                self.cond.wait(0.2)
+            return self.outstanding == 0
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _make_payload(prefix: int, start: int, count: int, devices: list[str]) -> bytes:
+    now = datetime.now(UTC).isoformat()
+    return orjson.dumps([
+        {"v": 1, "id": str(uuid.UUID(int=prefix | (start + i))), "kind": "spo2",
+         "taken_at": now, "device": devices[i % len(devices)],
+         "values": {"spo2": 90 + (start + i) % 9, "pulse_rate": 60 + (start + i) % 40}}
+        for i in range(count)
+    ])
+
+
+def publish_load(port: int, opts: BenchOptions) -> tuple[int, float, float]:
+    """Publish for ``opts.seconds``; returns (readings, first publish, last publish) times."""
+    pub = BoundedPublisher(port)
+    prefix = uuid.uuid4().int & ~((1 << 64) - 1)
+    devices = [f"AA:BB:CC:00:{i // 256:02X}:{i % 256:02X}" for i in range(16)]
+    topics = [readings_topic(f"bench-hub-{h:04d}") for h in range(opts.hubs)]
+    sent = 0
+    start = time.time()
+    t0 = time.monotonic()
+    end = t0 + opts.seconds
+    n = 0
+    while True:
+        now = time.monotonic()
+        if now >= end:
+            break
+        if opts.rate:
+            due = int((now - t0) * opts.rate)
+            if sent >= due:
+                time.sleep(min(0.005, end - now))
+                continue
+        pub.publish(topics[n % len(topics)], _make_payload(prefix, sent, opts.per_message,
+                                                           devices))
+        sent += opts.per_message
+        n += 1
+    last = time.time()
+    if not pub.drain(120):
+        raise RuntimeError("the broker did not acknowledge every publish")
+    pub.close()
+    return sent, start, last
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def raw_copy_rate(url: str) -> tuple[int, float]:
+    """COPY the stored readings into an empty twin of the reading table; (rows, rows/s)."""
+    with psycopg.connect(url) as conn:
+        buf = io.BytesIO()
+        with conn.cursor().copy("COPY reading TO STDOUT") as copy:
+            for data in copy:
+                buf.write(data)
+        conn.execute("DROP TABLE IF EXISTS reading_copy_bench")
+        conn.execute("CREATE TABLE reading_copy_bench (LIKE reading INCLUDING ALL)")
+        conn.commit()
+        rows = buf.getvalue().count(b"\n")
+        t = time.perf_counter()
+        with conn.cursor().copy("COPY reading_copy_bench FROM STDIN") as copy:
+            copy.write(buf.getvalue())
+        conn.commit()
+        elapsed = time.perf_counter() - t
+        conn.execute("DROP TABLE reading_copy_bench")
+        conn.commit()
+    return rows, rows / elapsed if elapsed else 0.0
+
+
+def run(opts: BenchOptions) -> dict[str, Any]:
+    from homeward.services import MosquittoServer, PostgresServer
+    from server.migrate import migrate
+
+    tmp = Path(tempfile.mkdtemp(prefix="homeward-bench-"))
+    pg: PostgresServer | None = None
+    broker: MosquittoServer | None = None
+    ingest_proc: subprocess.Popen[bytes] | None = None
+    in_proc: Any = None
+    try:
+        if opts.database_url:
+            url = opts.database_url
+        else:
+            pg = PostgresServer(tmp / "pg", durable=opts.durable)
+            pg.start()
+            url = pg.url
+        migrate(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("TRUNCATE reading, evaluation_queue, quarantine")
+        if opts.mqtt_port:
+            port = opts.mqtt_port
+        else:
+            broker = MosquittoServer(tmp / "mqtt", persistence=False)
+            broker.start()
+            port = broker.port
+        client_id = f"bench-ingest-{uuid.uuid4().hex[:6]}"
+        if opts.in_process:
+            from server.ingest import Ingest, IngestConfig
+
+            in_proc = Ingest(IngestConfig(database_url=url, mqtt_port=port, client_id=client_id))
+            in_proc.start()
+            ingest_pid = os.getpid()
+        else:
+            ingest_proc = subprocess.Popen(
+                [sys.executable, "-m", "homeward", "ingest", "--database-url", url,
+                 "--mqtt-port", str(port), "--client-id", client_id, "--log-level", "WARNING"],
+                env={**os.environ, "HOMEWARD_MQTT_HOST": "127.0.0.1"})
+            ingest_pid = ingest_proc.pid
+            _wait_subscribed(port, url)
+        cpu_before = _cpu_seconds(ingest_pid)
+        published, first, last = publish_load(port, opts)
+        stored = _wait_stored(url, published, timeout=max(60.0, opts.seconds * 3))
+        cpu = _cpu_seconds(ingest_pid) - cpu_before
+        with psycopg.connect(url) as conn:
+            row = conn.execute(
+                "SELECT count(*), count(DISTINCT id),"
+                " percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP"
+                "   (ORDER BY extract(epoch FROM committed_at - taken_at)),"
+                " max(extract(epoch FROM committed_at - taken_at)),"
+                " extract(epoch FROM max(committed_at)) FROM reading"
+                " WHERE hub_id LIKE 'bench-hub-%%'").fetchone()
+            queued = conn.execute("SELECT count(*) FROM evaluation_queue").fetchone()
+        assert row is not None and queued is not None
+        total, distinct, (p50, p99), worst, last_commit = row
+        copy_rows, copy_rate = raw_copy_rate(url)
+        duration = float(last_commit) - first
+        return {
+            "interpreter": f"{platform.python_implementation()} {platform.python_version()} "
+                           f"({sys.executable})",
+            "cpus": os.cpu_count(),
+            "hubs": opts.hubs, "readings_per_message": opts.per_message,
+            "offered_rate": opts.rate or "max", "seconds": opts.seconds,
+            "durable_postgres": opts.durable if not opts.database_url else None,
+            "published": published,
+            "publish_rate": round(published / (last - first)),
+            "stored": int(total), "distinct": int(distinct), "evaluation_queue": int(queued[0]),
+            "lost": published - int(distinct), "duplicated": int(total) - int(distinct),
+            "sustained_readings_per_s": round(int(distinct) / duration),
+            "p50_publish_to_commit_ms": round(float(p50) * 1000, 1),
+            "p99_publish_to_commit_ms": round(float(p99) * 1000, 1),
+            "max_publish_to_commit_ms": round(float(worst) * 1000, 1),
+            "ingest_cpu_us_per_reading": round(cpu / max(stored, 1) * 1e6, 1),
+            "raw_copy_rows": copy_rows, "raw_copy_rows_per_s": round(copy_rate),
+        }
+    finally:
+        if in_proc is not None:
+            in_proc.stop()
+        if ingest_proc is not None:
+            ingest_proc.terminate()
+            try:
+                ingest_proc.wait(10)
+            except subprocess.TimeoutExpired:
+                ingest_proc.kill()
+        if broker is not None:
+            broker.stop()
+        if pg is not None:
+            pg.stop(mode="immediate")
+
+
+def _wait_subscribed(port: int, url: str, timeout: float = 30.0) -> None:
+    """Publish a probe reading until it is stored: the ingest's session then exists."""
+    probe = orjson.dumps({"v": 1, "id": str(uuid.uuid4()), "kind": "temperature",
+                          "taken_at": datetime.now(UTC).isoformat(), "device": "probe",
+                          "values": {"body_temperature": 37.0}})
+    pub = BoundedPublisher(port)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            pub.publish(readings_topic("bench-probe"), probe)
+            time.sleep(0.3)
+            with psycopg.connect(url) as conn:
+                row = conn.execute("SELECT count(*) FROM reading WHERE hub_id = 'bench-probe'"
+                                   ).fetchone()
+            if row and row[0]:
+                return
+        raise RuntimeError("the ingest did not start storing readings")
+    finally:
+        pub.close()
+
+
+def _wait_stored(url: str, expected: int, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(url, autocommit=True) as conn:
+        while True:
+            row = conn.execute("SELECT count(*) FROM reading WHERE hub_id LIKE 'bench-hub-%%'"
+                               ).fetchone()
+            stored = int(row[0]) if row else 0
+            if stored >= expected or time.monotonic() > deadline:
+                return stored
+            time.sleep(0.2)
+
+
+def render(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="homeward bench ingest", show_header=True)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        table.add_row(key.replace("_", " "), str(value))
+    Console().print(table)
+
+
+def main(opts: BenchOptions) -> int:
+    result = run(opts)
+    if opts.as_json:
+        sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        render(result)
+    return 0 if result["lost"] == 0 and result["duplicated"] == 0 else 1
