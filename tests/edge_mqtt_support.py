@@ -54,7 +54,7 @@ class Subscriber:
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.on_message = self._on_message
-        self.client.reconnect_delay_set(0.05, 0.2)
+        self.client.reconnect_delay_set(1, 2)
         self.client.connect("127.0.0.1", broker.port, keepalive=10)
         self.client.loop_start()
         assert self._subscribed.wait(10), "subscriber did not subscribe"
@@ -72,11 +72,11 @@ class Subscriber:
 
     def payloads(self, topic: str | None = None) -> list[bytes]:
         with self._lock:
-            return [m.payload for m in self.messages if topic is None or m.topic == topic]
+            return [bytes(m.payload) for m in self.messages if topic is None or m.topic == topic]
 
     def payloads_on_readings(self) -> list[bytes]:
         with self._lock:
-            return [m.payload for m in self.messages if m.topic.endswith("/readings")]
+            return [bytes(m.payload) for m in self.messages if m.topic.endswith("/readings")]
 
     def reading_ids(self) -> list[str]:
         """Every reading id received, in arrival order, duplicates included."""

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -124,9 +125,9 @@ FAST = EdgeSettings(reconnect_min_s=0.05, reconnect_max_s=0.3, status_interval_s
                     messages_per_second=200)
 
 
-def make_agent(tmp_path: Path, broker: MosquittoServer, **kwargs: object) -> EdgeAgent:
+def make_agent(tmp_path: Path, broker: MosquittoServer, **kwargs: Any) -> EdgeAgent:
     kwargs.setdefault("settings", FAST)
-    return EdgeAgent(hub_id="hub-1", state_dir=tmp_path / "hub-1",  # type: ignore[arg-type]
+    return EdgeAgent(hub_id="hub-1", state_dir=tmp_path / "hub-1",
                      broker=BrokerParams(port=broker.port), ble_backend=None, **kwargs)
 
 

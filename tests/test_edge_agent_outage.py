@@ -18,6 +18,7 @@ import sys
 import textwrap
 import time
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -145,7 +146,7 @@ def test_outage_and_sigkills_lose_nothing_and_drain_in_order(
     duplicates = len(received_ids) - len(set(received_ids))
     print(f"produced {len(expected)}, received {len(received_ids)} messages' readings, "
           f"{duplicates} duplicates (at-least-once; the server de-duplicates by id)")
-    first_arrivals: dict[str, list] = defaultdict(list)
+    first_arrivals: dict[str, list[datetime]] = defaultdict(list)
     seen: set[str] = set()
     for reading in received:
         if str(reading.id) not in seen:
