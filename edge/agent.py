@@ -350,7 +350,7 @@ class EdgeAgent:
             d.address.upper(): DeviceState(address=d.address.upper(), kind=d.kind)
             for d in self.devices}
         if self.collector is not None:
-            for state in self.collector.status():
+            for state in self._collector_states():
                 known[state.address.upper()] = state
         for address, seen in list(self._last_seen.items()):
             device = known.get(address)
@@ -362,6 +362,17 @@ class EdgeAgent:
             devices=list(known.values()),
             outbox_depth=outbox.depth if outbox else None,
             outbox_nearly_full=bool(outbox and outbox.nearly_full))
+
+    def _collector_states(self) -> list[DeviceState]:
+        """The collector's device states; status() also runs on the publisher's thread,
+        where the loop may be changing the collector's device table at that moment."""
+        assert self.collector is not None
+        for _ in range(5):
+            try:
+                return self.collector.status()
+            except RuntimeError:  # dictionary changed size during iteration
+                continue
+        return []
 
     def _signature(self) -> object:
         """What makes a status worth publishing at once (not last_seen nor depth)."""

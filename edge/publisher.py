@@ -222,7 +222,11 @@ class Publisher:
     def _publish_status(self, client: mqtt.Client) -> None:
         if self.status_source is None:
             return
-        status = self.status_source()
+        try:
+            status = self.status_source()
+        except Exception:
+            log.exception("hub %s: building the status failed", self.hub_id)
+            return
         client.publish(self._topic_status, status.model_dump_json(exclude_none=True), qos=1,
                        retain=True)
 

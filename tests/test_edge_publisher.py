@@ -157,9 +157,10 @@ def test_the_online_status_is_retained_and_a_clean_stop_says_offline(
                        devices=[DeviceState(address="AA:01", kind=Kind.SPO2, battery=80,
                                             last_seen=seen, connected=True)],
                        outbox_depth=3, outbox_nearly_full=False)
+    watcher = subscribers(mosquitto, [STATUS])
     pub = publishers(outbox=outbox, broker=BrokerParams(port=mosquitto.port),
                      status_source=lambda: status)
-    wait_for(lambda: pub.connected)
+    wait_for(lambda: watcher.payloads(), what="the status published")
     late = subscribers(mosquitto, [STATUS])
     wait_for(lambda: late.payloads(), what="retained status")
     assert late.messages[0].retain
