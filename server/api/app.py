@@ -1,0 +1,73 @@
+"""The FastAPI application: a psycopg connection pool, the routes, JSON errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.templating import Jinja2Templates
+from psycopg_pool import ConnectionPool
+
+from homeward import __version__
+from homeward.settings import Settings, get_settings
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+
+
+def create_app(settings: Settings | None = None, *, pool_max_size: int = 10) -> FastAPI:
+    """The app; its connection pool opens on startup and closes on shutdown."""
+    s = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool: ConnectionPool = ConnectionPool(
+            s.database_url, min_size=1, max_size=pool_max_size, open=False,
+            kwargs={"autocommit": True, "application_name": "homeward-api"})
+        pool.open(wait=False)
+        app.state.pool = pool
+        try:
+            yield
+        finally:
+            pool.close()
+
+    app = FastAPI(title="Homeward API", version=__version__, lifespan=lifespan,
+                  description="Readings, alerts, hubs and quarantine of the Homeward "
+                              "remote-monitoring platform. Authenticate with "
+                              "`Authorization: Bearer <token>`.")
+    app.state.settings = s
+    app.state.templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+
+    from alerts.store import AlertNotFound, InvalidTransition, UnknownOutcome
+
+    @app.exception_handler(AlertNotFound)
+    async def _not_found(request: Request, exc: AlertNotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(InvalidTransition)
+    async def _conflict(request: Request, exc: InvalidTransition) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(UnknownOutcome)
+    async def _bad_outcome(request: Request, exc: UnknownOutcome) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    from server.api.routes import alerts, dashboard, health, hubs, patients, quarantine
+
+    app.include_router(health.router)
+    app.include_router(alerts.router)
+    app.include_router(patients.router)
+    app.include_router(quarantine.router)
+    app.include_router(hubs.router)
+    app.include_router(dashboard.router)
+    return app
+
+
+def serve(*, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info",
+          settings: Settings | None = None) -> None:
+    """Run the API with uvicorn until interrupted (``homeward serve``)."""
+    import uvicorn
+
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)

@@ -1,0 +1,66 @@
+"""Typed dependencies: a pooled connection (``SessionDep``), the caller (``CurrentClinician``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import Depends, HTTPException, Request, status
+from psycopg_pool import ConnectionPool
+
+from homeward.settings import Settings
+from server import queries
+from server.auth import hash_token, verify_session
+
+SESSION_COOKIE = "homeward_session"
+
+
+def get_pool(request: Request) -> ConnectionPool:
+    pool: ConnectionPool = request.app.state.pool
+    return pool
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_conn(pool: Annotated[ConnectionPool, Depends(get_pool)]
+             ) -> Iterator[psycopg.Connection[Any]]:
+    with pool.connection() as conn:
+        yield conn
+
+
+PoolDep = Annotated[ConnectionPool, Depends(get_pool)]
+SessionDep = Annotated[psycopg.Connection[Any], Depends(get_conn)]
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+def clinician_from_request(request: Request, pool: ConnectionPool,
+                           settings: Settings) -> dict[str, Any] | None:
+    """The clinician a bearer token or a signed session cookie names, if any."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    with pool.connection() as conn:
+        if scheme.lower() == "bearer" and token.strip():
+            return queries.clinician_by_token_hash(conn, token_hash=hash_token(token.strip()))
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie:
+            clinician_id = verify_session(cookie, settings.secret_key)
+            if clinician_id is not None:
+                return queries.clinician_by_id(conn, clinician_id=clinician_id)
+    return None
+
+
+def current_clinician(request: Request, pool: PoolDep, settings: SettingsDep) -> dict[str, Any]:
+    clinician = clinician_from_request(request, pool, settings)
+    if clinician is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED,
+                            detail="authentication required: send 'Authorization: Bearer "
+                                   "<token>' or log in at /login",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return clinician
+
+
+CurrentClinician = Annotated[dict[str, Any], Depends(current_clinician)]

@@ -1,0 +1,17 @@
+"""Hubs: state from their status messages, current patient, paired devices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from server import queries
+from server.api.deps import CurrentClinician, SessionDep
+
+router = APIRouter(prefix="/api/hubs", tags=["hubs"])
+
+
+@router.get("", summary="Every hub")
+def list_hubs(conn: SessionDep, clinician: CurrentClinician) -> list[dict[str, Any]]:
+    return queries.hubs(conn)

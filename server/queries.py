@@ -1,0 +1,80 @@
+"""The API's SQL in one place: keyword-only functions over a psycopg connection."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+Conn = psycopg.Connection[Any]
+
+CLINICIAN_COLUMNS = "id, username, display_name, email, role"
+
+
+def _iso(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
+
+
+def clinician_by_token_hash(conn: Conn, *, token_hash: str) -> dict[str, Any] | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(f"SELECT {CLINICIAN_COLUMNS} FROM clinician WHERE api_token_hash = %s",
+                           (token_hash,)).fetchone()
+
+
+def clinician_by_id(conn: Conn, *, clinician_id: int) -> dict[str, Any] | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(f"SELECT {CLINICIAN_COLUMNS} FROM clinician WHERE id = %s",
+                           (clinician_id,)).fetchone()
+
+
+def clinician_login(conn: Conn, *, username: str) -> tuple[int, str | None] | None:
+    """(id, password_hash) of the clinician with this username."""
+    row = conn.execute("SELECT id, password_hash FROM clinician WHERE username = %s",
+                       (username,)).fetchone()
+    return (int(row[0]), row[1]) if row else None
+
+
+def patient_exists(conn: Conn, *, patient_id: int) -> bool:
+    return conn.execute("SELECT 1 FROM patient WHERE id = %s", (patient_id,)).fetchone() is not None
+
+
+def patient_readings(conn: Conn, *, patient_id: int, start: datetime, end: datetime,
+                     kind: str | None = None, limit: int = 10000) -> list[dict[str, Any]]:
+    """The patient's readings with ``start <= taken_at < end``, oldest first."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            'SELECT id::text AS id, kind, taken_at, "values", flags, device, hub_id, received_at'
+            " FROM reading WHERE patient_id = %s AND taken_at >= %s AND taken_at < %s"
+            " AND (%s::text IS NULL OR kind = %s) ORDER BY taken_at, id LIMIT %s",
+            (patient_id, start, end, kind, kind, limit)).fetchall()
+    return [_iso(r) for r in rows]
+
+
+def recent_quarantine(conn: Conn, *, limit: int = 100, hub_id: str | None = None
+                      ) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            "SELECT id, received_at, hub_id, topic, item_index, reason, item,"
+            " CASE WHEN payload IS NULL THEN NULL"
+            "      ELSE convert_from(substring(payload from 1 for 512), 'SQL_ASCII') END"
+            "   AS payload_preview"
+            " FROM quarantine WHERE (%s::text IS NULL OR hub_id = %s)"
+            " ORDER BY received_at DESC, id DESC LIMIT %s", (hub_id, hub_id, limit)).fetchall()
+    return [_iso(r) for r in rows]
+
+
+def hubs(conn: Conn) -> list[dict[str, Any]]:
+    """Every hub with its state, current patient and paired devices."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(
+            "SELECT h.id, h.state, h.last_status, h.last_status_at, h.last_seen_at,"
+            " (SELECT e.patient_id FROM enrolment e WHERE e.hub_id = h.id"
+            "   AND e.valid_from <= now() AND (e.valid_to IS NULL OR e.valid_to > now())"
+            "   ORDER BY e.valid_from DESC LIMIT 1) AS patient_id,"
+            " COALESCE((SELECT jsonb_agg(jsonb_build_object('address', d.address, 'kind', d.kind,"
+            "   'name', d.name) ORDER BY d.paired_at) FROM device d"
+            "   WHERE d.hub_id = h.id AND d.removed_at IS NULL), '[]') AS devices"
+            " FROM hub h ORDER BY h.id").fetchall()
+    return [_iso(r) for r in rows]

@@ -1,0 +1,231 @@
+"""The REST API and dashboard against a real PostgreSQL (and a real broker for /health)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import orjson
+import psycopg
+import pytest
+import uvicorn
+
+from alerts import store
+from homeward.services import MosquittoServer
+from homeward.services.common import free_port
+from homeward.settings import Settings
+from server import admin
+from server.api import create_app
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 3, 1, 8, tzinfo=UTC)
+
+
+@dataclass
+class World:
+    url: str
+    token: str
+    nurse_id: int
+    patient: int
+    other_patient: int
+    alert: int
+
+
+def _insert_alert(conn: psycopg.Connection, patient: int, *, severity: str = "red",
+                  rule: str = "severe_bp") -> int:
+    row = conn.execute(
+        "INSERT INTO alert (patient_id, rule_id, rule, severity, summary, team_id, opened_at,"
+        " updated_at, last_triggered_at) VALUES (%s, %s, '{}', %s, %s, 'heart-failure',"
+        " now(), now(), now()) RETURNING id",
+        (patient, rule, severity, f"{rule} for patient {patient}")).fetchone()
+    return int(row[0])
+
+
+@pytest.fixture
+def world(db_url: str) -> World:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        org = admin.create_organisation(conn, name="Trust")
+        admin.create_team(conn, team_id="heart-failure", organisation_id=org,
+                          name="Heart Failure", kind="heart_failure")
+        nurse = admin.create_clinician(conn, username="nurse", display_name="Nina Nurse",
+                                       teams=["heart-failure"], password="correct horse")
+        patient = admin.create_patient(conn, display_name="Ada", teams=["heart-failure"])
+        other = admin.create_patient(conn, display_name="Bob")
+        admin.create_hub(conn, hub_id="hub-1")
+        admin.enrol(conn, hub_id="hub-1", patient_id=patient, valid_from=T0)
+        admin.pair_device(conn, hub_id="hub-1", address="AA:01", kind="spo2")
+        for hours, kind, values in [(1, "spo2", {"spo2": 95, "pulse_rate": 70}),
+                                    (2, "temperature", {"body_temperature": 37.2}),
+                                    (30, "spo2", {"spo2": 93, "pulse_rate": 80})]:
+            conn.execute(
+                'INSERT INTO reading (id, taken_at, kind, hub_id, patient_id, device, "values",'
+                " received_at) VALUES (gen_random_uuid(), %s, %s, 'hub-1', %s, 'AA:01', %s,"
+                " now())", (T0 + timedelta(hours=hours), kind, patient,
+                            orjson.dumps(values).decode()))
+        conn.execute("INSERT INTO quarantine (hub_id, topic, reason, payload) VALUES"
+                     " ('hub-1', 'homeward/v1/hubs/hub-1/readings', 'not JSON', 'garbage')")
+        alert = _insert_alert(conn, patient)
+    return World(db_url, nurse.api_token, nurse.id, patient, other, alert)
+
+
+@contextmanager
+def running_api(settings: Settings) -> Iterator[str]:
+    """The app under a real uvicorn server on a free port; yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def client(world: World, mosquitto: MosquittoServer) -> Iterator[httpx.Client]:
+    with running_api(Settings(database_url=world.url, mqtt_port=mosquitto.port)) as base, \
+            httpx.Client(base_url=base, follow_redirects=True, timeout=10) as c:
+        c.headers["Authorization"] = f"Bearer {world.token}"
+        yield c
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "/api/alerts"), ("GET", "/api/alerts/1"), ("POST", "/api/alerts/1/acknowledge"),
+    ("GET", "/api/patients/1/readings"), ("GET", "/api/quarantine"), ("GET", "/api/hubs"),
+    ("GET", "/api/alerts/stream"),
+])
+def test_every_api_call_needs_a_valid_token(client: httpx.Client, method: str, path: str) -> None:
+    for headers in ({"Authorization": ""}, {"Authorization": "Bearer not-a-token"}):
+        response = client.request(method, path, headers=headers)
+        assert response.status_code == 401, response.text
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert "authentication required" in response.json()["detail"]
+
+
+def test_readings_over_a_time_range(client: httpx.Client, world: World) -> None:
+    path = f"/api/patients/{world.patient}/readings"
+    day = {"from": T0.isoformat(), "to": (T0 + timedelta(days=1)).isoformat()}
+    body = client.get(path, params=day).json()
+    assert [(r["kind"], r["values"]) for r in body["readings"]] == [
+        ("spo2", {"spo2": 95, "pulse_rate": 70}), ("temperature", {"body_temperature": 37.2})]
+    assert body["count"] == 2
+    only_spo2 = client.get(path, params={**day, "to": (T0 + timedelta(days=2)).isoformat(),
+                                         "kind": "spo2"}).json()
+    assert [r["values"]["spo2"] for r in only_spo2["readings"]] == [95, 93]
+    # the other patient has none; an unknown patient is a 404; a bad range a 422
+    assert client.get(f"/api/patients/{world.other_patient}/readings",
+                      params=day).json()["readings"] == []
+    assert client.get("/api/patients/999999/readings", params=day).status_code == 404
+    bad = client.get(path, params={"from": day["to"], "to": day["from"]})
+    assert bad.status_code == 422 and "before" in bad.json()["detail"]
+    assert client.get(path, params={"kind": "mood"}).status_code == 422
+    assert client.get(path, params={"from": "yesterday"}).status_code == 422
+
+
+def test_alert_list_acknowledge_resolve_and_wrong_transitions(client: httpx.Client,
+                                                              world: World) -> None:
+    listed = client.get("/api/alerts").json()
+    assert [a["id"] for a in listed] == [world.alert]
+    assert listed[0]["state"] == "open" and listed[0]["patient_name"] == "Ada"
+    assert client.get("/api/alerts", params={"team": "district-nursing"}).json() == []
+
+    acked = client.post(f"/api/alerts/{world.alert}/acknowledge", json={"note": "calling"})
+    assert acked.status_code == 200, acked.text
+    assert acked.json()["state"] == "acknowledged"
+    assert acked.json()["acknowledged_by"] == world.nurse_id
+
+    assert client.post(f"/api/alerts/{world.alert}/resolve",
+                       json={"outcome": "made-up"}).status_code == 422
+    assert client.post(f"/api/alerts/{world.alert}/resolve", json={}).status_code == 422
+    resolved = client.post(f"/api/alerts/{world.alert}/resolve",
+                           json={"outcome": "advice_given", "note": "fine"})
+    assert resolved.status_code == 200 and resolved.json()["state"] == "resolved"
+    events = [e["event"] for e in client.get(f"/api/alerts/{world.alert}").json()["events"]]
+    assert events[-2:] == ["acknowledged", "resolved"]
+
+    again = client.post(f"/api/alerts/{world.alert}/acknowledge")
+    assert again.status_code == 409 and "resolved" in again.json()["detail"]
+    assert client.post(f"/api/alerts/{world.alert}/resolve",
+                       json={"outcome": "advice_given"}).status_code == 409
+    assert client.get("/api/alerts").json() == []
+    assert [a["id"] for a in client.get("/api/alerts", params={"state": "all"}).json()] == [
+        world.alert]
+    for method, path in [("GET", "/api/alerts/424242"),
+                         ("POST", "/api/alerts/424242/acknowledge")]:
+        response = client.request(method, path)
+        assert response.status_code == 404 and "424242" in response.json()["detail"]
+
+
+def test_quarantine_and_hubs(client: httpx.Client) -> None:
+    (q,) = client.get("/api/quarantine").json()
+    assert (q["hub_id"], q["reason"], q["payload_preview"]) == ("hub-1", "not JSON", "garbage")
+    (hub,) = client.get("/api/hubs").json()
+    assert hub["id"] == "hub-1" and hub["state"] == "unknown"
+    assert hub["devices"] == [{"address": "AA:01", "kind": "spo2", "name": None}]
+
+
+def test_health_reports_database_and_broker(client: httpx.Client, mosquitto: MosquittoServer,
+                                            world: World) -> None:
+    assert client.get("/health").json() == {"database": "ok", "broker": "ok", "status": "ok"}
+    mosquitto.stop()
+    down = client.get("/health")
+    assert down.status_code == 503 and down.json()["broker"].startswith("error")
+
+
+def test_openapi_is_served(client: httpx.Client) -> None:
+    spec = client.get("/openapi.json").json()
+    assert {"/api/alerts", "/api/alerts/{alert_id}/acknowledge",
+            "/api/patients/{patient_id}/readings", "/health"} <= set(spec["paths"])
+    assert "swagger-ui" in client.get("/docs").text.lower()
+
+
+def test_dashboard_login_lists_open_alerts(client: httpx.Client, world: World) -> None:
+    client.headers.pop("Authorization")
+    assert client.get("/", follow_redirects=False).headers["location"] == "/login"
+    wrong = client.post("/login", data={"username": "nurse", "password": "wrong"})
+    assert wrong.status_code == 401 and "Wrong username" in wrong.text
+    page = client.post("/login", data={"username": "nurse", "password": "correct horse"})
+    assert page.status_code == 200 and "Nina Nurse" in page.text
+    assert f'data-alert-id="{world.alert}"' in page.text
+    assert "severe_bp for patient" in page.text
+    # the session cookie also works for the JSON API the page refreshes from
+    assert [a["id"] for a in client.get("/api/alerts").json()] == [world.alert]
+    client.post("/logout")
+    client.cookies.clear()
+    by_token = client.post("/login", data={"token": world.token})
+    assert by_token.status_code == 200 and "Nina Nurse" in by_token.text
+
+
+def test_alert_events_stream_over_sse(world: World, mosquitto: MosquittoServer) -> None:
+    """The stream relays the alert engine's NOTIFY alert_event as SSE events."""
+    settings = Settings(database_url=world.url, mqtt_port=mosquitto.port)
+    headers = {"Authorization": f"Bearer {world.token}"}
+    with running_api(settings) as base, \
+            httpx.stream("GET", f"{base}/api/alerts/stream", headers=headers,
+                         timeout=10) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = response.iter_lines()
+        assert next(lines) == ": connected"
+        with psycopg.connect(world.url, autocommit=True) as conn:
+            store.acknowledge(conn, world.alert, clinician_id=world.nurse_id)
+        got = []
+        for line in lines:
+            got.append(line)
+            if line.startswith("data:"):
+                break
+        assert "event: alert" in got
+        event = orjson.loads(got[-1].removeprefix("data:"))
+        assert (event["alert_id"], event["event"]) == (world.alert, "acknowledged")
