@@ -1,8 +1,9 @@
 """Run platform processes (ingest, API, alert worker) as supervised children.
 
-Used by ``homeward demo``.  Each child is a ``homeward`` subcommand with its
-own environment; its output goes to a log file in the state folder, and a
-child that dies is reported (and restarted) rather than silently missing.
+Used by ``homeward demo``.  Each child is a Python module run with ``-m``
+(usually ``homeward <command>``) with its own environment; its output goes
+to a log file in the state folder, and a child that dies is reported (and
+restarted) rather than silently missing.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from pathlib import Path
 
 @dataclass
 class Child:
+    """A child process ``python -m <module_args...>``."""
+
     name: str
-    args: list[str]
+    module_args: list[str]
     env: dict[str, str]
     log_file: Path
     proc: subprocess.Popen[bytes] | None = None
@@ -30,7 +33,7 @@ class Child:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "homeward", *self.args],
+                [sys.executable, "-m", *self.module_args],
                 env={**os.environ, **self.env},
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C reaches us, and we stop children in order

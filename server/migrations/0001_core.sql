@@ -5,7 +5,10 @@
 
 DO $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb') THEN
+    -- Only when the server preloads it (shared_preload_libraries); an
+    -- installed but not loaded extension means "plain PostgreSQL".
+    IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')
+       AND current_setting('shared_preload_libraries') LIKE '%timescaledb%' THEN
         CREATE EXTENSION IF NOT EXISTS timescaledb;
     END IF;
 END

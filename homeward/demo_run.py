@@ -1,0 +1,231 @@
+"""The body of ``homeward demo`` (see homeward/demo.py for the command)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from homeward.demo import (
+    CLINICIAN_USERNAME,
+    DEMO_ORGANISATION,
+    DEMO_PATIENTS,
+    DEMO_TEAMS,
+    SERVER_MQTT_USER,
+    SPARE_HUB,
+    SPARE_PATIENT,
+    DemoSecrets,
+    hub_ids,
+    install_stop_handlers,
+    port_is_free,
+    wait_until,
+    write_demo_json,
+)
+from homeward.services import MosquittoServer, PostgresServer
+from homeward.services.mosquitto import default_acl
+from homeward.supervisor import Child, Supervisor
+from homeward.wire import readings_topic
+
+console = Console()
+
+
+def seed(conn: psycopg.Connection[Any], secrets: DemoSecrets, homes: int) -> dict[str, int]:
+    """Create the demo organisation once; returns patient id per hub."""
+    from server import admin
+
+    hubs = hub_ids(homes)
+    existing = conn.execute("SELECT id FROM organisation WHERE name = %s",
+                            (DEMO_ORGANISATION,)).fetchone()
+    if existing is None:
+        org = admin.create_organisation(conn, name=DEMO_ORGANISATION)
+        for team_id, name, kind in DEMO_TEAMS:
+            admin.create_team(conn, team_id=team_id, organisation_id=org, name=name, kind=kind)
+        admin.create_clinician(conn, username=CLINICIAN_USERNAME, display_name="Demo Nurse",
+                               teams=[t[0] for t in DEMO_TEAMS],
+                               password=secrets.clinician_password, api_token=secrets.api_token)
+    since = datetime.now(UTC) - timedelta(days=30)
+    patients: dict[str, int] = {}
+    wanted = [(hub, name, team) for hub, (name, team, _) in zip(hubs, DEMO_PATIENTS, strict=False)]
+    wanted.append((SPARE_HUB, SPARE_PATIENT, DEMO_TEAMS[0][0]))
+    for hub, name, team in wanted:
+        row = conn.execute("SELECT patient_id FROM enrolment"
+                           " WHERE hub_id = %s AND valid_to IS NULL", (hub,)).fetchone()
+        if row is not None:
+            patients[hub] = int(row[0])
+            continue
+        patient = admin.create_patient(conn, display_name=name, teams=[team])
+        if conn.execute("SELECT 1 FROM hub WHERE id = %s", (hub,)).fetchone() is None:
+            admin.create_hub(conn, hub_id=hub)
+        admin.enrol(conn, hub_id=hub, patient_id=patient, valid_from=since)
+        patients[hub] = patient
+    return patients
+
+
+STATUS_SQL = """
+SELECT (SELECT count(*) FROM reading),
+       (SELECT count(*) FROM reading WHERE committed_at > now() - interval '1 minute'),
+       (SELECT count(*) FROM quarantine),
+       (SELECT count(*) FROM hub WHERE state = 'online'),
+       (SELECT count(*) FROM alert WHERE state IN ('open', 'acknowledged')),
+       (SELECT count(*) FROM alert WHERE state IN ('open', 'acknowledged') AND severity = 'red')
+"""
+
+
+def status_table(row: tuple[Any, ...], children: Supervisor, api: str, started: float) -> Table:
+    readings, last_minute, quarantined, online, alerts, red = row
+    table = Table(title=f"Homeward demo — {api}  (Ctrl-C to stop)", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("running for", f"{time.monotonic() - started:,.0f} s")
+    table.add_row("readings stored", f"{readings:,} ({last_minute:,} in the last minute)")
+    table.add_row("quarantined", f"{quarantined:,}")
+    table.add_row("hubs online", f"{online:,}")
+    table.add_row("active alerts", f"{alerts:,} ({red:,} red)")
+    table.add_row("processes", ", ".join(
+        f"{c.name} {'up' if c.running else 'DOWN'}" + (f" ({c.restarts} restarts)" if c.restarts
+                                                       else "") for c in children.children))
+    return table
+
+
+def run_demo(*, state_dir: Path, api_port: int, homes: int, interval: float, reset: bool,
+             live: bool) -> int:
+    if reset and state_dir.exists():
+        shutil.rmtree(state_dir)
+    if not port_is_free(api_port):
+        console.print(f"[red]Port {api_port} is in use; pass --api-port with a free port.[/red]")
+        return 2
+    state_dir.mkdir(parents=True, exist_ok=True)
+    logs = state_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    hubs = hub_ids(homes)
+    secrets = DemoSecrets.load_or_create(state_dir / "secrets.json", [*hubs, SPARE_HUB])
+    stop = install_stop_handlers()
+
+    pg = PostgresServer(state_dir / "postgres")
+    broker = MosquittoServer(
+        state_dir / "mosquitto",
+        users={SERVER_MQTT_USER: secrets.server_mqtt_password, **secrets.hub_passwords},
+        acl=default_acl((SERVER_MQTT_USER,)),
+    )
+    children = Supervisor()
+    started = time.monotonic()
+    try:
+        with console.status("starting PostgreSQL ..."):
+            pg.start()
+        console.print(f"PostgreSQL {pg.url} (TimescaleDB: {'yes' if pg.timescaledb else 'no'})")
+        with console.status("starting Mosquitto ..."):
+            broker.start()
+        console.print(f"Mosquitto 127.0.0.1:{broker.port}")
+        from server.migrate import migrate
+
+        applied = migrate(pg.url)
+        console.print(f"schema: {len(applied)} migration(s) applied")
+        with psycopg.connect(pg.url) as conn:
+            patients = seed(conn, secrets, homes)
+
+        env = {
+            "HOMEWARD_DATABASE_URL": pg.url,
+            "HOMEWARD_MQTT_HOST": "127.0.0.1",
+            "HOMEWARD_MQTT_PORT": str(broker.port),
+            "HOMEWARD_MQTT_USERNAME": SERVER_MQTT_USER,
+            "HOMEWARD_MQTT_PASSWORD": secrets.server_mqtt_password,
+            "HOMEWARD_API_HOST": "127.0.0.1",
+            "HOMEWARD_API_PORT": str(api_port),
+        }
+        children.add(Child("ingest", ["homeward", "ingest"], env, logs / "ingest.log"))
+        children.add(Child("alerts", ["homeward", "alerts"], env, logs / "alerts.log"))
+        children.add(Child("api", ["homeward", "serve"], env, logs / "api.log"))
+        api = f"http://127.0.0.1:{api_port}"
+        with console.status("waiting for the API ..."):
+            if not wait_until(lambda: _healthy(api), timeout=60):
+                console.print(f"[red]The API did not come up; see {logs / 'api.log'}[/red]")
+                return 1
+
+        plan = {
+            "state_dir": str(state_dir),
+            "mqtt": {"host": "127.0.0.1", "port": broker.port},
+            "homes": [{"hub_id": hub, "password": secrets.hub_passwords[hub],
+                       "deteriorates": deteriorates}
+                      for hub, (_, _, deteriorates) in zip(hubs, DEMO_PATIENTS, strict=False)],
+        }
+        plan_file = state_dir / "homes.json"
+        write_demo_json(plan_file, plan)
+        children.add(Child("homes", ["homeward.demo_homes", "--plan", str(plan_file),
+                                     "--interval", str(interval)], env, logs / "homes.log"))
+
+        info = {
+            "dashboard_url": f"{api}/",
+            "api_url": f"{api}/api",
+            "openapi_url": f"{api}/docs",
+            "clinician": {"username": CLINICIAN_USERNAME,
+                          "password": secrets.clinician_password,
+                          "api_token": secrets.api_token},
+            "mqtt": {"host": "127.0.0.1", "port": broker.port},
+            "database_url": pg.url,
+            "spare_hub": {
+                "id": SPARE_HUB,
+                "username": SPARE_HUB,
+                "password": secrets.hub_passwords[SPARE_HUB],
+                "patient_id": patients[SPARE_HUB],
+                "readings_topic": readings_topic(SPARE_HUB),
+            },
+            "hubs": [{"id": hub, "patient_id": patients[hub]} for hub in hubs],
+            "logs": str(logs),
+        }
+        write_demo_json(state_dir / "demo.json", info)
+        console.print(f"Dashboard {api}/  (login {CLINICIAN_USERNAME} / "
+                      f"{secrets.clinician_password}); details in {state_dir / 'demo.json'}")
+        _watch(pg.url, children, api, started, stop, live)
+        return 0
+    finally:
+        console.print("stopping ...")
+        children.stop_all()
+        broker.stop()
+        pg.stop()
+        console.print("stopped.")
+
+
+def _healthy(api: str) -> bool:
+    try:
+        return httpx.get(f"{api}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _watch(url: str, children: Supervisor, api: str, started: float, stop: dict[str, bool],
+           live: bool) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        def snapshot() -> Table:
+            row = conn.execute(STATUS_SQL).fetchone()
+            assert row is not None
+            return status_table(tuple(row), children, api, started)
+
+        if live:
+            with Live(snapshot(), console=console, refresh_per_second=2) as view:
+                while not stop["requested"]:
+                    time.sleep(1)
+                    for note in children.check():
+                        console.print(f"[yellow]{note}[/yellow]")
+                    view.update(snapshot())
+        else:
+            last = 0.0
+            while not stop["requested"]:
+                time.sleep(1)
+                for note in children.check():
+                    console.print(note)
+                if time.monotonic() - last >= 10:
+                    row = conn.execute(STATUS_SQL).fetchone()
+                    assert row is not None
+                    console.print(json.dumps(dict(zip(
+                        ["readings", "last_minute", "quarantined", "hubs_online", "alerts",
+                         "red_alerts"], row, strict=True))))
+                    last = time.monotonic()
