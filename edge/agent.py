@@ -182,7 +182,12 @@ class EdgeAgent:
             client_id=self.client_id)
         self.publisher.start()
         if self.ble_backend is not None:
-            await self._start_collector(self.ble_backend)
+            try:
+                await self._start_collector(self.ble_backend)
+            except BaseException:  # no Bluetooth: do not leave the publisher running
+                self.collector = None
+                await self.stop()
+                raise
         self._status_task = asyncio.create_task(self._status_loop(),
                                                 name=f"status {self.hub_id}")
         log.info("hub %s: agent %s started with %d devices, %d readings waiting",

@@ -220,6 +220,7 @@ async def _run_agent(hub_id: str, state_dir: Path, broker: BrokerParams, backend
     from datetime import timedelta
 
     from edge.agent import EdgeAgent, load_paired
+    from edge.ble import BleError
 
     devices: list[PairedDevice] = []
     radio = None
@@ -243,6 +244,13 @@ async def _run_agent(hub_id: str, state_dir: Path, broker: BrokerParams, backend
         await agent.run()
     except asyncio.CancelledError:
         pass
+    except (OSError, BleError) as err:
+        if backend != "bleak":
+            raise
+        typer.echo(f"Bluetooth is not available ({type(err).__name__}: {err}). Is BlueZ "
+                   "running (systemctl status bluetooth) and this user in the 'bluetooth' "
+                   "group? See docs/edge.md; --ble sim runs on virtual devices.", err=True)
+        raise typer.Exit(2) from err
     finally:
         if driver is not None:
             driver.cancel()
