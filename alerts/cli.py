@@ -7,32 +7,64 @@ from typing import Annotated
 
 import typer
 
+DbUrl = Annotated[str | None, typer.Option("--database-url", envvar="HOMEWARD_DATABASE_URL",
+                                           help="libpq URL; default from settings")]
+
+
+def _db_url(url: str | None) -> str:
+    from homeward.settings import get_settings
+
+    return url or get_settings().database_url
+
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
+    rules_app = typer.Typer(help="Clinical rules and routing: check, route-test, backtest.",
+                            no_args_is_help=True)
+    app.add_typer(rules_app, name="rules")
+
     @app.command("alerts")
     def alerts_run(
-        database_url: str = typer.Option(None, envvar="HOMEWARD_DATABASE_URL",
-                                         help="libpq URL; default from settings"),
+        database_url: DbUrl = None,
         rules: Annotated[Path | None, typer.Option(
-            "--rules", help="rule file (default: shipped rules)")] = None,
-        poll: float = typer.Option(1.0, help="poll interval (s) when no NOTIFY arrives"),
-        batch: int = typer.Option(500, help="readings per transaction, at most"),
+            "--rules", help="rule file (default: the shipped rules)")] = None,
+        routes: Annotated[Path | None, typer.Option(
+            "--routes", help="routing file (default: the shipped routes)")] = None,
+        poll: Annotated[float, typer.Option(help="poll interval (s) without NOTIFY")] = 1.0,
+        tick: Annotated[float, typer.Option(help="scheduler tick interval (s)")] = 5.0,
+        batch: Annotated[int, typer.Option(help="readings per transaction, at most")] = 500,
     ) -> None:
-        """Run the alert engine: evaluate queued readings, raise and route alerts."""
+        """Run the alert engine: evaluate queued readings, raise, route, escalate, notify."""
         import contextlib
         import logging
         import signal
 
-        from alerts.ruleset import load_ruleset
-        from alerts.worker import AlertEngine, Worker
-        from homeward.settings import get_settings
+        from alerts.service import build_worker
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-        ruleset = load_ruleset(rules)
-        worker = Worker(database_url or get_settings().database_url,
-                        AlertEngine(ruleset, batch_size=batch), poll_interval=poll)
-        # Stopping at any instant is safe (each batch is one transaction), so SIGTERM
+        worker = build_worker(_db_url(database_url), rules=rules, routes=routes,
+                              poll_interval=poll, tick_interval=tick, batch_size=batch)
+        # Stopping at any instant is safe (each step is one transaction), so SIGTERM
         # simply interrupts like Ctrl-C.
         signal.signal(signal.SIGTERM, signal.default_int_handler)
         with contextlib.suppress(KeyboardInterrupt):
             worker.run()
+
+    @rules_app.command("check")
+    def rules_check(files: Annotated[list[Path], typer.Argument(
+            help="rule files (rules: ...) or routing files (route: ...)")]) -> None:
+        """Validate rule or routing files; errors name the culprit and file:line."""
+        from alerts.errors import RuleError
+        from alerts.ruleset import check_file
+
+        failed = False
+        for f in files:
+            try:
+                typer.echo(f"{f}: OK ({check_file(f)})")
+            except RuleError as err:
+                failed = True
+                typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1 if failed else 0)
+
+    from alerts import cli_more
+
+    cli_more.register_more(app, rules_app, bench)

@@ -47,28 +47,31 @@ def apply_finding(conn: psycopg.Connection[Any], *, patient_id: int, rule: Rule,
     severity = finding.severity or rule.severity
     readings = [r.as_json() for r in finding.readings]
     latest = readings[-1] if readings else None
+    if latest is None and finding.key is None:
+        raise ValueError("a finding without readings needs a key")
     for _attempt in range(3):
         row = conn.execute(
-            "SELECT id, severity, state, readings, team_id FROM alert"
+            "SELECT id, severity, state, readings, team_id, detail FROM alert"
             " WHERE patient_id = %s AND rule_id = %s AND state IN ('open', 'acknowledged')"
             " FOR UPDATE", (patient_id, rule.id)).fetchone()
         if row is not None:
             return _update(conn, row, rule=rule, finding=finding, severity=severity,
-                           readings=readings, latest=latest, at=at, patient_id=patient_id)
+                           readings=readings, latest=latest, at=at, patient_id=patient_id,
+                           inhibited_by=inhibited_by)
         inserted = conn.execute(
             "INSERT INTO alert (patient_id, rule_id, rule, severity, state, summary, labels,"
             " team_id, opened_at, updated_at, last_triggered_at, latest_reading_id,"
-            " latest_reading, readings, detail, route)"
+            " latest_reading, readings, detail, route, inhibited_by, escalation_policy)"
             " VALUES (%s, %s, %s::jsonb, %s, 'open', %s, %s::jsonb, %s, %s, %s, %s, %s,"
-            " %s::jsonb, %s::jsonb, %s::jsonb, %s::jsonb)"
+            " %s::jsonb, %s::jsonb, %s::jsonb, %s::jsonb, %s, %s)"
             " ON CONFLICT (patient_id, rule_id) WHERE state IN ('open', 'acknowledged')"
             " DO NOTHING RETURNING id",
             (patient_id, rule.id, _dumps(rule.as_json()), str(severity), finding.summary,
              _dumps(dict(rule.labels)), team_id, at, at, at,
              latest["id"] if latest else None, _dumps(latest), _dumps(readings),
-             _dumps({**dict(finding.detail),
-                     **({"inhibited_by": inhibited_by} if inhibited_by else {})}),
-             _dumps(route) if route is not None else None)).fetchone()
+             _dumps(_detail(finding, inhibited_by)),
+             _dumps(route) if route is not None else None, inhibited_by,
+             (route or {}).get("escalation"))).fetchone()
         if inserted is None:
             continue  # another worker opened it a moment ago: update that one
         alert_id = int(inserted[0])
@@ -82,10 +85,22 @@ def apply_finding(conn: psycopg.Connection[Any], *, patient_id: int, rule: Rule,
     raise RuntimeError(f"could not open or update alert for patient {patient_id}, rule {rule.id}")
 
 
+def _detail(finding: Finding, inhibited_by: str | None) -> dict[str, Any]:
+    out = dict(finding.detail)
+    if finding.key is not None:
+        out["key"] = finding.key
+    if inhibited_by:
+        out["inhibited_by"] = inhibited_by
+    return out
+
+
 def _update(conn: psycopg.Connection[Any], row: tuple[Any, ...], *, rule: Rule,
             finding: Finding, severity: Severity, readings: list[dict[str, Any]],
-            latest: dict[str, Any] | None, at: datetime, patient_id: int) -> AlertChange:
-    alert_id, old_sev, state, kept, team_id = row
+            latest: dict[str, Any] | None, at: datetime, patient_id: int,
+            inhibited_by: str | None) -> AlertChange | None:
+    alert_id, old_sev, state, kept, team_id, old_detail = row
+    if finding.key is not None and (old_detail or {}).get("key") == finding.key:
+        return None  # the same occurrence seen again by the scheduler: nothing new
     known = {r["id"] for r in kept}
     merged = (kept + [r for r in readings if r["id"] not in known])[-MAX_READINGS_KEPT:]
     raised = Severity(old_sev).rank < severity.rank
@@ -97,12 +112,13 @@ def _update(conn: psycopg.Connection[Any], row: tuple[Any, ...], *, rule: Rule,
         " readings = %s::jsonb, summary = %s, detail = %s::jsonb, severity = %s, state = %s,"
         " acknowledged_at = CASE WHEN %s THEN NULL ELSE acknowledged_at END,"
         " acknowledged_by = CASE WHEN %s THEN NULL ELSE acknowledged_by END,"
-        " ack_expires_at = CASE WHEN %s THEN NULL ELSE ack_expires_at END"
+        " ack_expires_at = CASE WHEN %s THEN NULL ELSE ack_expires_at END,"
+        " inhibited_by = %s"
         " WHERE id = %s",
         (at, at, latest["id"] if latest else None, _dumps(latest), _dumps(merged),
-         finding.summary, _dumps(dict(finding.detail)), new_sev, new_state,
+         finding.summary, _dumps(_detail(finding, inhibited_by)), new_sev, new_state,
          raised and state == "acknowledged", raised and state == "acknowledged",
-         raised and state == "acknowledged", alert_id))
+         raised and state == "acknowledged", inhibited_by, alert_id))
     event = "severity_raised" if raised else "retriggered"
     record_event(conn, alert_id, event, at=at,
                  detail={"summary": finding.summary, "from": old_sev, "to": new_sev,

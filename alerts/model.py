@@ -113,6 +113,10 @@ class Finding:
     summary: str = ""
     readings: tuple[WindowReading, ...] = ()
     detail: Mapping[str, Any] = field(default_factory=frozen_mapping)
+    #: For findings made by the scheduler (missed reading, hub offline...): the
+    #: same key as the active alert's last trigger means "nothing new", so the
+    #: alert is not re-triggered on every tick.
+    key: str | None = None
 
 
 def _jsonable(value: Any) -> Any:

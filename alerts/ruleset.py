@@ -54,9 +54,46 @@ def load_yaml(text: str, *, source: str) -> Any:
 
 
 @dataclass(frozen=True, slots=True)
+class Inhibition:
+    """While an active alert of ``when_rule`` exists for the patient, or the patient's
+    status is one of ``when_patient_status``, alerts of ``mutes_kinds`` / ``mutes_rules``
+    (or all, ``mutes_all``) are recorded but not notified or escalated."""
+
+    reason: str
+    when_rule: str | None = None
+    when_patient_status: tuple[str, ...] = ()
+    mutes_kinds: tuple[str, ...] = ()
+    mutes_rules: tuple[str, ...] = ()
+    mutes_all: bool = False
+
+    def mutes(self, rule: Rule) -> bool:
+        if rule.id == self.when_rule:
+            return False
+        return self.mutes_all or rule.kind in self.mutes_kinds or rule.id in self.mutes_rules
+
+
+@dataclass(frozen=True, slots=True)
 class RuleSet:
     rules: tuple[Rule, ...]
     source: str = ""
+    inhibitions: tuple[Inhibition, ...] = ()
+
+    def sources_first(self, rules: list[Rule]) -> list[Rule]:
+        """Rules that inhibit others first, so a muting alert exists before what it mutes."""
+        sources = {i.when_rule for i in self.inhibitions if i.when_rule}
+        return sorted(rules, key=lambda r: r.id not in sources)
+
+    def inhibited_by(self, rule: Rule, *, patient_status: str | None,
+                     active_rules: set[str]) -> str | None:
+        """The reason ``rule``'s alerts are muted for this patient now, or None."""
+        for inh in self.inhibitions:
+            if not inh.mutes(rule):
+                continue
+            if patient_status is not None and patient_status in inh.when_patient_status:
+                return inh.reason
+            if inh.when_rule is not None and inh.when_rule in active_rules:
+                return inh.reason
+        return None
 
     def by_id(self) -> dict[str, Rule]:
         return {r.id: r for r in self.rules}
@@ -136,7 +173,49 @@ def parse_ruleset(text: str, *, source: str = "<rules>") -> RuleSet:
                             location=rule.location, culprit=rule.id)
         seen[rule.id] = rule.location
         rules.append(rule)
-    return RuleSet(tuple(rules), source)
+    inhibitions = tuple(parse_inhibition(raw, source=source, known=seen)
+                        for raw in doc.get("inhibit", []) or [])
+    return RuleSet(tuple(rules), source, inhibitions)
+
+
+_INHIBIT_KEYS = {"when_rule", "when_patient_status", "mutes_kinds", "mutes_rules", "mutes",
+                 "reason", LINE}
+
+
+def parse_inhibition(raw: Any, *, source: str, known: Mapping[str, str]) -> Inhibition:
+    if not isinstance(raw, Mapping):
+        raise RuleError("each 'inhibit' entry must be a mapping", location=source)
+    where = f"{source}:{raw.get(LINE, '?')}"
+    unknown = set(raw) - _INHIBIT_KEYS
+    if unknown:
+        raise RuleError(f"unknown keys {sorted(unknown)}; allowed: "
+                        f"{sorted(_INHIBIT_KEYS - {LINE})}", location=where, culprit="inhibit")
+    if ("when_rule" in raw) == ("when_patient_status" in raw):
+        raise RuleError("an inhibition needs exactly one of when_rule or when_patient_status",
+                        location=where, culprit="inhibit")
+    if "when_rule" in raw and raw["when_rule"] not in known:
+        raise RuleError(f"when_rule {raw['when_rule']!r} is not a rule in this file",
+                        location=where, culprit="inhibit")
+    statuses = raw.get("when_patient_status", [])
+    allowed_status = {"active", "admitted", "away", "discharged"}
+    if not isinstance(statuses, list) or not set(statuses) <= allowed_status:
+        raise RuleError(f"when_patient_status must list some of {sorted(allowed_status)}",
+                        location=where, culprit="inhibit")
+    mutes_all = raw.get("mutes") == "all"
+    if "mutes" in raw and not mutes_all:
+        raise RuleError("'mutes' can only be 'all' (or use mutes_kinds / mutes_rules)",
+                        location=where, culprit="inhibit")
+    kinds = tuple(raw.get("mutes_kinds", []))
+    bad = [k for k in kinds if k not in registry()]
+    if bad:
+        raise RuleError(f"mutes_kinds names unknown rule kinds {bad}", location=where,
+                        culprit="inhibit")
+    rules_ = tuple(raw.get("mutes_rules", []))
+    if not (mutes_all or kinds or rules_):
+        raise RuleError("an inhibition must mute something (mutes: all, mutes_kinds or "
+                        "mutes_rules)", location=where, culprit="inhibit")
+    return Inhibition(str(raw.get("reason", "inhibited")), raw.get("when_rule"),
+                      tuple(statuses), kinds, rules_, mutes_all)
 
 
 def load_ruleset(path: str | Path | None = None) -> RuleSet:
@@ -163,4 +242,21 @@ def with_overrides(rule: Rule, overrides: Mapping[str, Any]) -> Rule:
     return dataclasses.replace(rule, params=params, raw_params=frozen_mapping(merged))
 
 
-__all__ = ["RuleSet", "load_ruleset", "parse_ruleset", "with_overrides"]
+__all__ = ["Inhibition", "RuleSet", "load_ruleset", "parse_ruleset", "with_overrides"]
+
+
+def check_file(path: str | Path) -> str:
+    """Validate a rule file or a routing file; returns a one-line description."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as err:
+        raise RuleError(f"cannot read: {err.strerror}", location=str(p)) from None
+    doc = load_yaml(text, source=str(p))
+    if isinstance(doc, Mapping) and "route" in doc:
+        from alerts.routing import parse_routing
+
+        tree = parse_routing(text, source=str(p))
+        return f"routing tree with {tree.count()} routes"
+    rs = parse_ruleset(text, source=str(p))
+    return f"{len(rs.rules)} rules, {len(rs.inhibitions)} inhibitions"

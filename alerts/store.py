@@ -50,7 +50,7 @@ _COLUMNS = """
     a.trigger_count, a.last_triggered_at, a.latest_reading, a.readings, a.detail,
     a.acknowledged_at, a.acknowledged_by, a.ack_expires_at, a.snoozed_until,
     a.resolved_at, a.resolved_by, a.outcome, a.route, a.escalation_policy,
-    a.escalation_level, a.next_escalation_at
+    a.escalation_level, a.next_escalation_at, a.inhibited_by
 """
 _FROM = " FROM alert a LEFT JOIN patient p ON p.id = a.patient_id "
 
@@ -100,11 +100,18 @@ def get_alert(conn: psycopg.Connection[Any], alert_id: int) -> dict[str, Any] | 
         events = cur.execute(
             "SELECT id, at, event, actor, clinician_id, detail FROM alert_event"
             " WHERE alert_id = %s ORDER BY id", (alert_id,)).fetchall()
+        sent = cur.execute(
+            "SELECT n.id, n.channel, n.target, n.team_id, n.level, n.reason, n.state,"
+            " n.attempts, n.created_at, n.delivered_at, n.last_error, n.idempotency_key"
+            " FROM notification n WHERE n.alert_id = %s ORDER BY n.id", (alert_id,)).fetchall()
     out = _json_ready(row)
-    out["events"] = [_json_ready({**e, "trigger_count": None}) for e in events]
-    for e in out["events"]:
-        e.pop("trigger_count"), e.pop("count")
+    out["events"] = [_plain(e) for e in events]
+    out["notifications"] = [_plain(n) for n in sent]
     return out
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
 
 
 def _lock(conn: psycopg.Connection[Any], alert_id: int) -> tuple[str, str, str | None, int | None]:

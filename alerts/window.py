@@ -24,6 +24,7 @@ class Window:
     readings: tuple[WindowReading, ...] = ()
     hub_id: str | None = None
     hub_state: str | None = None          # 'online' / 'offline' / 'unknown'
+    hub_state_at: datetime | None = None  # when the hub's current state was reported
     hub_last_seen: datetime | None = None
     devices: tuple[DeviceView, ...] = ()
     #: When the patient started being monitored (for missed-reading rules).

@@ -36,10 +36,10 @@ import psycopg
 
 from alerts.evaluators import evaluate
 from alerts.lifecycle import AlertChange, apply_finding
-from alerts.model import Rule, WindowReading
+from alerts.model import Finding, Rule, WindowReading
 from alerts.ruleset import RuleSet
 from alerts.settings_store import load_settings, rules_for
-from alerts.window import Window
+from alerts.window import DeviceView, Window
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,8 @@ class AlertEngine:
     clock: Clock = utcnow
     router: Router = first_care_team
     batch_size: int = 500
+    #: Called with each alert change inside its transaction (the notification layer).
+    on_change: Callable[[psycopg.Connection[Any], AlertChange, datetime], None] | None = None
 
     def process_batch(self, conn: psycopg.Connection[Any]) -> BatchResult:
         result = BatchResult()
@@ -122,31 +124,122 @@ class AlertEngine:
         settings = load_settings(conn, pids)
         status = dict(conn.execute("SELECT id, status FROM patient WHERE id = ANY(%s)",
                                    (pids,)).fetchall())
+        active = active_rules(conn, pids)
         changes: list[AlertChange] = []
         now = self.clock()
         for item in sorted(items, key=lambda i: (i.taken_at, i.seq)):
             assert item.patient_id is not None
             pid = item.patient_id
-            rules = [r for r in rules_for(self.ruleset, settings.get(pid, []), item.taken_at)
+            rules = [r for r in self.ruleset.sources_first(
+                        rules_for(self.ruleset, settings.get(pid, []), item.taken_at))
                      if item.kind in r.reading_kinds]
             for rule in rules:
                 lo = item.taken_at - rule.window
                 window = Window(tuple(r for r in history[pid] if lo <= r.taken_at <= item.taken_at))
                 finding = evaluate(rule, window, item.taken_at)
-                if finding is None:
-                    continue
-                team_id, route = (None, None)
-                if finding.firing:
-                    team_id, route = self.router(conn, pid, rule,
-                                                 str(finding.severity or rule.severity), now)
-                inhibited = (f"patient {status.get(pid)}"
-                             if status.get(pid) in ("admitted", "away") else None)
-                change = apply_finding(conn, patient_id=pid, rule=rule, finding=finding,
-                                       at=now, team_id=team_id, route=route,
-                                       inhibited_by=inhibited)
+                change = self._apply(conn, pid, rule, finding, now, status.get(pid),
+                                     active.setdefault(pid, set()))
                 if change is not None:
                     changes.append(change)
         return changes
+
+    def _apply(self, conn: psycopg.Connection[Any], pid: int, rule: Rule,
+               finding: Finding | None, now: datetime, patient_status: str | None,
+               active: set[str]) -> AlertChange | None:
+        if finding is None:
+            return None
+        team_id, route = (None, None)
+        if finding.firing:
+            team_id, route = self.router(conn, pid, rule,
+                                         str(finding.severity or rule.severity), now)
+        inhibited = self.ruleset.inhibited_by(rule, patient_status=patient_status,
+                                              active_rules=active)
+        change = apply_finding(conn, patient_id=pid, rule=rule, finding=finding, at=now,
+                               team_id=team_id, route=route, inhibited_by=inhibited)
+        if change is not None and self.on_change is not None:
+            self.on_change(conn, change, now)
+        if change is not None:
+            if change.event == "auto_resolved":
+                active.discard(rule.id)
+            else:
+                active.add(rule.id)
+        return change
+
+    def tick(self, conn: psycopg.Connection[Any], now: datetime | None = None) -> list[AlertChange]:
+        """Evaluate the rules that depend on time rather than on a new reading
+        (missed readings, hub offline or silent, batteries) for every monitored patient."""
+        now = now or self.clock()
+        rules = [r for r in self.ruleset.rules if r.kind in TICK_KINDS]
+        if not rules:
+            return []
+        changes: list[AlertChange] = []
+        with conn.transaction():
+            homes = conn.execute(
+                "SELECT p.id, p.status, e.hub_id, e.valid_from, h.state, h.last_status_at,"
+                " h.last_seen_at, h.last_status FROM patient p"
+                " JOIN enrolment e ON e.patient_id = p.id AND e.valid_from <= %s"
+                " AND (e.valid_to IS NULL OR e.valid_to > %s)"
+                " JOIN hub h ON h.id = e.hub_id WHERE p.status <> 'discharged'"
+                " ORDER BY p.id", (now, now)).fetchall()
+            if not homes:
+                return []
+            pids = [h[0] for h in homes]
+            kinds = sorted({k for r in rules for k in r.reading_kinds})
+            lookback = max(r.window for r in rules)
+            history: dict[int, list[WindowReading]] = defaultdict(list)
+            for pid, rid, kind, taken_at in conn.execute(
+                    "SELECT patient_id, id, kind, taken_at FROM reading"
+                    " WHERE patient_id = ANY(%s) AND kind = ANY(%s) AND taken_at >= %s"
+                    " AND taken_at <= %s ORDER BY patient_id, taken_at",
+                    (pids, kinds, now - lookback, now)):
+                history[pid].append(WindowReading(str(rid), kind, taken_at, {}))
+            settings = load_settings(conn, pids)
+            active = active_rules(conn, pids)
+            for pid, status, hub_id, since, state, state_at, last_seen, last_status in homes:
+                window = Window(tuple(history[pid]), hub_id=hub_id, hub_state=state,
+                                hub_state_at=state_at, hub_last_seen=last_seen or state_at,
+                                devices=devices_from_status(last_status),
+                                monitored_since=since)
+                for rule in self.ruleset.sources_first(
+                        rules_for(self.ruleset, settings.get(pid, []), now)):
+                    if rule.kind not in TICK_KINDS:
+                        continue
+                    finding = evaluate(rule, window, now)
+                    change = self._apply(conn, pid, rule, finding, now, status,
+                                         active.setdefault(pid, set()))
+                    if change is not None:
+                        changes.append(change)
+        return changes
+
+
+#: Rule kinds evaluated by the scheduler tick (they fire on the absence of readings).
+TICK_KINDS = frozenset({"missed_reading", "hub_offline", "battery_low"})
+
+
+def active_rules(conn: psycopg.Connection[Any], pids: list[int]) -> dict[int, set[str]]:
+    out: dict[int, set[str]] = {}
+    for pid, rule_id in conn.execute(
+            "SELECT patient_id, rule_id FROM alert WHERE patient_id = ANY(%s)"
+            " AND state IN ('open', 'acknowledged')", (pids,)):
+        out.setdefault(pid, set()).add(rule_id)
+    return out
+
+
+def devices_from_status(status: Any) -> tuple[DeviceView, ...]:
+    """Devices (battery, last seen) from a hub's retained status message."""
+    if not isinstance(status, dict):
+        return ()
+    out = []
+    for d in status.get("devices") or []:
+        if not isinstance(d, dict) or not isinstance(d.get("address"), str):
+            continue
+        battery = d.get("battery")
+        seen = d.get("last_seen")
+        out.append(DeviceView(d["address"], str(d.get("kind") or ""),
+                              float(battery) if isinstance(battery, int | float) else None,
+                              datetime.fromisoformat(seen.replace("Z", "+00:00"))
+                              if isinstance(seen, str) else None))
+    return tuple(out)
 
 
 @dataclass
@@ -168,12 +261,15 @@ class Worker:
             log.info("alert engine listening (poll every %.1fs)", self.poll_interval)
             last_tick = 0.0
             while not self.stop_event.is_set():
+                changed = False
                 while True:
                     batch = self.engine.process_batch(conn)
                     self.evaluated += batch.readings
+                    changed = changed or bool(batch.changes)
                     if batch.readings < self.engine.batch_size:
                         break
-                if self.tick is not None and time.monotonic() - last_tick >= self.tick_interval:
+                if self.tick is not None and (
+                        changed or time.monotonic() - last_tick >= self.tick_interval):
                     last_tick = time.monotonic()
                     try:
                         self.tick(conn, self.engine.clock())

@@ -84,7 +84,7 @@ def test_two_high_readings_in_one_batch_count_twice(conn, world):
 
 def test_normal_readings_raise_nothing(conn, world):
     engine = AlertEngine(load_ruleset(), clock=Clock(T0))
-    for n, (s, d) in enumerate([(179, 119), (120, 80), (100, 60)]):
+    for n, (s, d) in enumerate([(179, 119), (120, 80), (115, 70)]):
         bp(conn, world["patient"], s, d, T0 + timedelta(minutes=n))
     assert engine.process_batch(conn).readings == 3
     assert store.list_alerts(conn, states=None) == []

@@ -20,7 +20,7 @@ Evaluate = Callable[[Rule, Window, datetime], Finding | None]
 
 
 #: Modules whose ``EVALUATORS`` table maps a rule kind to ``(parse, evaluate)``.
-EVALUATOR_MODULES = ("threshold",)
+EVALUATOR_MODULES = ("threshold", "news2_rule", "change", "average", "missed", "devices")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,109 @@
+"""Delivery channels: e-mail over SMTP (smtplib) and a webhook (a JSON POST, e.g. an SMS gateway).
+
+The dashboard channel needs no sender: it is the ``alert_event`` NOTIFY issued
+in the same commit (the server relays it over server-sent events).  Each
+sender raises ``DeliveryError`` with a reason the outbox records.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any, Protocol
+
+import httpx
+import orjson
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DeliveryError(Exception):
+    pass
+
+
+class ChannelSettings(BaseSettings):
+    """``HOMEWARD_SMTP_*`` and ``HOMEWARD_WEBHOOK_*`` from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="HOMEWARD_", extra="ignore")
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_from: str = "homeward-alerts@localhost"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_timeout: float = 10.0
+    webhook_timeout: float = 10.0
+    dashboard_url: str = "http://127.0.0.1:8000"
+
+
+class Sender(Protocol):
+    def send(self, target: str, payload: Mapping[str, Any], key: str) -> str: ...
+
+
+def subject(payload: Mapping[str, Any]) -> str:
+    sev = str(payload.get("severity", "")).upper()
+    reason = payload.get("reason", "")
+    prefix = {"escalated": "ESCALATED ", "reminder": "REMINDER ", "reopened": "RE-OPENED "}.get(
+        str(reason), "")
+    who = payload.get("patient_name") or (f"patient {payload['patient_id']}"
+                                          if payload.get("patient_id") else "system")
+    return f"[{sev}] {prefix}{who}: {payload.get('summary', '')}"[:200]
+
+
+@dataclass
+class EmailSender:
+    settings: ChannelSettings
+
+    def send(self, target: str, payload: Mapping[str, Any], key: str) -> str:
+        msg = EmailMessage()
+        msg["From"] = self.settings.smtp_from
+        msg["To"] = target
+        msg["Subject"] = subject(payload)
+        msg["Message-ID"] = f"<{key}@homeward>"
+        msg["X-Homeward-Idempotency-Key"] = key
+        link = f"{self.settings.dashboard_url.rstrip('/')}/alerts/{payload.get('alert_id')}"
+        msg.set_content(
+            f"{payload.get('summary', '')}\n\n"
+            f"Severity: {payload.get('severity')}\nRule: {payload.get('rule_id')}\n"
+            f"Why: {payload.get('source') or ''}\nTeam: {payload.get('team_id')}\n"
+            f"Escalation level: {payload.get('level')} ({payload.get('reason')})\n"
+            f"Opened: {payload.get('opened_at')}\n\nOpen the alert: {link}\n")
+        try:
+            with smtplib.SMTP(self.settings.smtp_host, self.settings.smtp_port,
+                              timeout=self.settings.smtp_timeout) as smtp:
+                if self.settings.smtp_starttls:
+                    smtp.starttls(context=ssl.create_default_context())
+                if self.settings.smtp_username:
+                    smtp.login(self.settings.smtp_username, self.settings.smtp_password or "")
+                refused = smtp.send_message(msg)
+        except (OSError, smtplib.SMTPException) as err:
+            raise DeliveryError(f"smtp {self.settings.smtp_host}:{self.settings.smtp_port}: "
+                                f"{type(err).__name__}: {err}") from err
+        if refused:
+            raise DeliveryError(f"recipient refused: {refused}")
+        return "250 accepted"
+
+
+@dataclass
+class WebhookSender:
+    settings: ChannelSettings
+
+    def send(self, target: str, payload: Mapping[str, Any], key: str) -> str:
+        try:
+            resp = httpx.post(target, content=orjson.dumps(dict(payload), default=str),
+                              headers={"Content-Type": "application/json",
+                                       "Idempotency-Key": key},
+                              timeout=self.settings.webhook_timeout)
+        except httpx.HTTPError as err:
+            raise DeliveryError(f"POST {target}: {type(err).__name__}: {err}") from err
+        if not 200 <= resp.status_code < 300:
+            raise DeliveryError(f"POST {target}: HTTP {resp.status_code} {resp.text[:200]}")
+        return f"HTTP {resp.status_code}"
+
+
+def default_senders(settings: ChannelSettings | None = None) -> dict[str, Sender]:
+    s = settings or ChannelSettings()
+    return {"email": EmailSender(s), "webhook": WebhookSender(s)}

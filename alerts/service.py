@@ -1,0 +1,57 @@
+"""Wiring the alert process together: rules + routing -> engine, notifier, outbox, worker."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from alerts.channels import ChannelSettings, default_senders
+from alerts.notify import Notifier
+from alerts.outbox import Outbox
+from alerts.routing import RoutingTree, load_routing
+from alerts.ruleset import RuleSet, load_ruleset
+from alerts.worker import AlertEngine, Clock, Worker, utcnow
+
+
+class AlertService:
+    """The clinical layer (engine) and the notification layer (notifier, outbox) together."""
+
+    def __init__(self, ruleset: RuleSet, routing: RoutingTree, *, clock: Clock = utcnow,
+                 outbox: Outbox | None = None, batch_size: int = 500) -> None:
+        self.notifier = Notifier(routing)
+        self.engine = AlertEngine(ruleset, clock=clock, router=self.notifier.router,
+                                  batch_size=batch_size, on_change=self.notifier.on_change)
+        self.outbox = outbox or Outbox(default_senders(ChannelSettings()))
+        if self.outbox.on_failure is None:
+            self.outbox.on_failure = self.notifier.raise_system_alert
+        self.clock = clock
+
+    def tick(self, conn: psycopg.Connection[Any], now: datetime | None = None) -> None:
+        """Everything time-driven: absence rules, leases, snoozes, escalations, deliveries."""
+        now = now or self.clock()
+        for change in self.engine.tick(conn, now):
+            del change  # on_change already ran inside the engine's transaction
+        self.notifier.tick(conn, now)
+        self.outbox.deliver_due(conn, now)
+
+    def step(self, conn: psycopg.Connection[Any], now: datetime | None = None) -> int:
+        """Drain the queue, then tick: what the worker loop does, once (for tests)."""
+        n = 0
+        while True:
+            batch = self.engine.process_batch(conn)
+            n += batch.readings
+            if batch.readings < self.engine.batch_size:
+                break
+        self.tick(conn, now)
+        return n
+
+
+def build_worker(url: str, *, rules: Path | None = None, routes: Path | None = None,
+                 poll_interval: float = 1.0, tick_interval: float = 5.0,
+                 batch_size: int = 500) -> Worker:
+    service = AlertService(load_ruleset(rules), load_routing(routes), batch_size=batch_size)
+    return Worker(url, service.engine, poll_interval=poll_interval, tick=service.tick,
+                  tick_interval=tick_interval)

@@ -1,0 +1,273 @@
+# ruff: noqa: F811  -- pytest fixtures imported from tests/test_alerts_support.py
+"""Scenario tests with an injected clock, on real PostgreSQL and a real SMTP server.
+
+The world (tests/test_alerts_support.py): Colin has COPD and is under copd-north
+(Amy on duty weekdays 08:00-18:30, Ben her senior cover) and dn-north; the
+out-of-hours team (Olu) is copd-north's fallback.  The shipped rules and routes
+apply: in hours his respiratory alerts go to copd-north, at night to out-of-hours;
+the standard policy escalates after 15 and 30 minutes; an acknowledgement is a
+4-hour lease.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from alerts import store
+from tests.test_alerts_support import (  # noqa: F401 -- fixtures
+    MONDAY,
+    Clock,
+    build_world,
+    conn,
+    events,
+    make_service,
+    notifications,
+    smtp_server,
+    vitals,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def active(conn, rule_id):
+    found = [a for a in store.list_alerts(conn) if a["rule_id"] == rule_id]
+    return found[0] if found else None
+
+
+def deteriorate(conn, svc, clock, pid, hour):
+    """Three days: well, then amber (SpO2 94), then red (SpO2 91 and NEWS2 8)."""
+    day1 = clock.set(MONDAY + timedelta(hours=hour))
+    vitals(conn, pid, day1, spo2=96, pulse=80, temp=37.0, rr=16)
+    svc.step(conn)
+    assert store.list_alerts(conn) == []
+
+    day2 = clock.set(MONDAY + timedelta(days=1, hours=hour))
+    vitals(conn, pid, day2, spo2=94, pulse=95, temp=37.8, rr=18)
+    svc.step(conn)
+    amber = active(conn, "spo2_low")
+    assert (amber["severity"], amber["state"]) == ("amber", "open")
+    assert active(conn, "news2") is None  # NEWS2 2: low, no alert
+
+    day3 = clock.set(MONDAY + timedelta(days=2, hours=hour))
+    vitals(conn, pid, day3, spo2=91, pulse=112, temp=38.6, rr=24)
+    svc.step(conn)
+    red = active(conn, "spo2_low")
+    assert red["id"] == amber["id"] and red["severity"] == "red" and red["count"] == 2
+    assert "severity_raised" in events(conn, red["id"])
+    news2 = active(conn, "news2")
+    assert news2["severity"] == "red"
+    assert news2["detail"]["total"] == 8 and news2["detail"]["partial"]  # no consciousness
+    return red, news2
+
+
+def test_copd_patient_deteriorating_in_hours_goes_to_the_copd_team(conn, smtp_server):
+    world = build_world(conn)
+    clock = Clock(MONDAY)
+    svc = make_service(clock, smtp_server.port)
+    red, news2 = deteriorate(conn, svc, clock, world["patient"], hour=10)
+    assert red["team_id"] == news2["team_id"] == "copd-north"
+    assert red["route"]["route"] == "root/in-hours/copd"
+    # Amy (on duty) was e-mailed when it opened amber, and again when it turned red
+    amy_mail = smtp_server.to("amy@example.nhs.uk")
+    subjects = [m["Subject"] for m in amy_mail]
+    assert any(s.startswith("[AMBER]") and "Colin Oakes" in s for s in subjects)
+    assert any(s.startswith("[RED]") and "NEWS2 8" in s for s in subjects)
+
+
+def test_copd_patient_deteriorating_at_night_goes_to_out_of_hours(conn, smtp_server):
+    world = build_world(conn)
+    clock = Clock(MONDAY)
+    svc = make_service(clock, smtp_server.port)
+    red, news2 = deteriorate(conn, svc, clock, world["patient"], hour=22)
+    assert red["team_id"] == news2["team_id"] == "out-of-hours"
+    assert news2["route"]["route"] == "root/out-of-hours/red"
+    assert news2["escalation_policy"] == "urgent"
+    assert smtp_server.to("olu@example.nhs.uk")
+    assert not smtp_server.to("amy@example.nhs.uk")
+
+
+def open_amber(conn, svc, clock, world, at):
+    clock.set(at)
+    vitals(conn, world["patient"], at, spo2=94, pulse=80)
+    svc.step(conn)
+    return active(conn, "spo2_low")
+
+
+def test_unacknowledged_alert_escalates_and_acknowledgement_stops_it(conn, smtp_server):
+    world = build_world(conn)
+    clock = Clock(MONDAY)
+    svc = make_service(clock, smtp_server.port)
+    a = open_amber(conn, svc, clock, world, MONDAY + timedelta(hours=10))
+    assert a["escalation_level"] == 0
+    assert [(n[2], n[3]) for n in notifications(conn, a["id"]) if n[1] == "email"] == [
+        ("amy@example.nhs.uk", 0)]
+
+    svc.tick(conn, clock.advance(minutes=14, seconds=59))
+    assert store.get_alert(conn, a["id"])["escalation_level"] == 0
+    svc.tick(conn, clock.advance(seconds=1))                      # 15 min: level 1 (Ben)
+    assert store.get_alert(conn, a["id"])["escalation_level"] == 1
+    assert smtp_server.to("ben@example.nhs.uk")[0]["Subject"].startswith("[AMBER] ESCALATED")
+
+    store.acknowledge(conn, a["id"], clinician_id=world["ben"], now=clock.advance(minutes=5))
+    for _ in range(4):                                           # an hour passes: nothing
+        svc.tick(conn, clock.advance(minutes=15))
+    got = store.get_alert(conn, a["id"])
+    assert (got["state"], got["escalation_level"]) == ("acknowledged", 1)
+    assert len(smtp_server.to("ooh@example.nhs.uk") + smtp_server.to("olu@example.nhs.uk")) == 0
+    assert events(conn, a["id"]) == ["opened", "notified", "escalated", "acknowledged"]
+
+
+def test_unacknowledged_alert_reaches_the_fallback_and_then_reminds(conn, smtp_server):
+    world = build_world(conn)
+    clock = Clock(MONDAY)
+    svc = make_service(clock, smtp_server.port)
+    a = open_amber(conn, svc, clock, world, MONDAY + timedelta(hours=10))
+    svc.tick(conn, clock.advance(minutes=15))
+    svc.tick(conn, clock.advance(minutes=15))                     # 30 min: fallback
+    got = store.get_alert(conn, a["id"])
+    assert (got["escalation_level"], got["team_id"]) == (2, "out-of-hours")
+    assert smtp_server.to("olu@example.nhs.uk")
+    svc.tick(conn, clock.advance(minutes=30))                     # reminder at the last level
+    assert events(conn, a["id"])[-1] == "reminder"
+    assert len(smtp_server.to("olu@example.nhs.uk")) == 2
+
+
+def test_acknowledgement_lease_expiry_reopens_the_alert(conn, smtp_server):
+    world = build_world(conn)
+    clock = Clock(MONDAY)
+    svc = make_service(clock, smtp_server.port)
+    a = open_amber(conn, svc, clock, world, MONDAY + timedelta(hours=10))
+    acked = store.acknowledge(conn, a["id"], clinician_id=world["amy"],
+                              now=clock.advance(minutes=2))
+    assert acked["ack_expires_at"] == (clock.now + timedelta(hours=4)).isoformat()  # route's lease
+    svc.tick(conn, clock.advance(hours=3, minutes=59))
+    assert store.get_alert(conn, a["id"])["state"] == "acknowledged"
+    svc.tick(conn, clock.advance(minutes=1))
+    got = store.get_alert(conn, a["id"])
+    assert (got["state"], got["escalation_level"]) == ("open", 0)
+    assert events(conn, a["id"])[-2:] == ["lease_expired", "reopened"]
+    assert len(smtp_server.to("amy@example.nhs.uk")) == 2  # told again
+    svc.tick(conn, clock.advance(minutes=15))               # and escalation runs again
+    assert store.get_alert(conn, a["id"])["escalation_level"] == 1
+
+
+def test_rota_gap_sends_to_fallback_and_raises_a_system_alert(conn, smtp_server):
+    world = build_world(conn, rota=False)
+    from alerts.notify import add_shift
+
+    add_shift(conn, team_id="out-of-hours", clinician_id=world["olu"], starts_at=MONDAY,
+              ends_at=MONDAY + timedelta(days=7))
+    clock = Clock(MONDAY)
+    svc = make_service(clock, smtp_server.port)
+    a = open_amber(conn, svc, clock, world, MONDAY + timedelta(hours=10))  # nobody in copd-north
+    got = store.get_alert(conn, a["id"])
+    assert got["team_id"] == "out-of-hours"
+    assert "fallback" in events(conn, a["id"])
+    system = [x for x in store.list_alerts(conn) if x["category"] == "system"]
+    assert len(system) == 1
+    assert system[0]["rule_id"] == "system.rota_gap.copd-north.L0"
+    assert system[0]["team_id"] == "out-of-hours" and system[0]["severity"] == "red"
+    assert "Rota gap" in system[0]["summary"]
+    olu = [m["Subject"] for m in smtp_server.to("olu@example.nhs.uk")]
+    assert any("Colin Oakes" in s for s in olu) and any("Rota gap" in s for s in olu)
+
+
+def test_rota_gap_without_any_fallback_keeps_the_alert_and_says_so(conn, smtp_server):
+    world = build_world(conn, rota=False)
+    conn.execute("DELETE FROM team_escalation")
+    clock = Clock(MONDAY)
+    svc = make_service(clock, smtp_server.port)
+    conn.execute("UPDATE team SET id = id")  # no-op; the default fallback is out-of-hours
+    conn.execute("DELETE FROM team_member WHERE team_id = 'out-of-hours'")
+    a = open_amber(conn, svc, clock, world, MONDAY + timedelta(hours=10))
+    got = store.get_alert(conn, a["id"])
+    # default_fallback_team (routes.yaml) takes it; nobody on duty there either: its team mail
+    assert got["team_id"] == "out-of-hours"
+    assert smtp_server.to("ooh@example.nhs.uk")
+    assert [x["rule_id"] for x in store.list_alerts(conn) if x["category"] == "system"] == [
+        "system.rota_gap.copd-north.L0"]
+
+
+def test_snooze_silences_until_expiry_then_notifies(conn, smtp_server):
+    world = build_world(conn)
+    clock = Clock(MONDAY)
+    svc = make_service(clock, smtp_server.port)
+    a = open_amber(conn, svc, clock, world, MONDAY + timedelta(hours=10))
+    store.snooze(conn, a["id"], clinician_id=world["amy"], until=clock.now + timedelta(hours=1),
+                 now=clock.advance(minutes=1))
+    svc.tick(conn, clock.advance(minutes=20))
+    svc.tick(conn, clock.advance(minutes=20))
+    assert store.get_alert(conn, a["id"])["escalation_level"] == 0  # no escalation while snoozed
+    assert len(smtp_server.messages) == 1
+    svc.tick(conn, clock.advance(minutes=21))
+    assert events(conn, a["id"])[-2:] == ["snooze_expired", "snooze_expired"] or \
+        "snooze_expired" in events(conn, a["id"])
+    assert len(smtp_server.to("amy@example.nhs.uk")) == 2
+
+
+def test_admitted_patient_alerts_are_recorded_but_muted(conn, smtp_server):
+    world = build_world(conn)
+    conn.execute("UPDATE patient SET status = 'admitted' WHERE id = %s", (world["patient"],))
+    clock = Clock(MONDAY)
+    svc = make_service(clock, smtp_server.port)
+    a = open_amber(conn, svc, clock, world, MONDAY + timedelta(hours=10))
+    got = store.get_alert(conn, a["id"])
+    assert got["inhibited_by"] == "patient admitted or away"
+    svc.tick(conn, clock.advance(hours=2))
+    assert notifications(conn, a["id"]) == []
+    assert smtp_server.messages == []
+
+
+def test_hub_offline_mutes_missed_reading_alerts(conn, smtp_server):
+    world = build_world(conn)
+    from alerts.settings_store import set_patient_rule
+
+    set_patient_rule(conn, patient_id=world["patient"], rule_id="missed_spo2",
+                     params={"at": ["08:00"], "grace": "1h"}, set_by=world["amy"],
+                     valid_from=MONDAY)
+    conn.execute("UPDATE hub SET state = 'offline', last_status_at = %s, last_seen_at = %s"
+                 " WHERE id = 'hub-colin'", (MONDAY + timedelta(hours=6),) * 2)
+    clock = Clock(MONDAY + timedelta(hours=9, minutes=30))
+    svc = make_service(clock, smtp_server.port)
+    svc.tick(conn)
+    hub = active(conn, "hub_offline")
+    missed = active(conn, "missed_spo2")
+    assert hub is not None and hub["inhibited_by"] is None
+    assert missed is not None and missed["inhibited_by"] == "hub offline"
+    assert notifications(conn, missed["id"]) == []
+    assert notifications(conn, hub["id"])  # the hub alert itself is notified
+    # the hub comes back and the reading arrives: both resolve themselves
+    conn.execute("UPDATE hub SET state = 'online', last_status_at = %s, last_seen_at = %s"
+                 " WHERE id = 'hub-colin'", (clock.advance(minutes=5),) * 2)
+    vitals(conn, world["patient"], clock.now, spo2=97)
+    svc.step(conn)
+    assert active(conn, "hub_offline") is None and active(conn, "missed_spo2") is None
+    # and a repeated tick does not re-trigger the same missed slot
+    assert [e for e in events(conn, missed["id"]) if e == "retriggered"] == []
+
+
+def test_personal_thresholds_apply_from_when_they_were_set(conn, smtp_server):
+    """A COPD patient with a low baseline: SpO2 limits set by a nurse, from a given time."""
+    world = build_world(conn)
+    from alerts.settings_store import set_patient_rule
+
+    clock = Clock(MONDAY + timedelta(hours=10))
+    svc = make_service(clock, smtp_server.port)
+    set_patient_rule(conn, patient_id=world["patient"], rule_id="spo2_low", set_by=world["amy"],
+                     params={"levels": {"amber": {"metric": "spo2", "op": "<=", "value": 88},
+                                        "red": {"metric": "spo2", "op": "<=", "value": 85}},
+                             "clear": {"metric": "spo2", "op": ">=", "value": 89}},
+                     valid_from=MONDAY + timedelta(hours=12), note="baseline 88-92 %")
+    vitals(conn, world["patient"], MONDAY + timedelta(hours=11), spo2=90)  # before: default
+    svc.step(conn)
+    assert active(conn, "spo2_low")["severity"] == "red"
+    store.resolve(conn, active(conn, "spo2_low")["id"], clinician_id=world["amy"],
+                  outcome="patient_contacted_no_action")
+    vitals(conn, world["patient"], MONDAY + timedelta(hours=13), spo2=90)  # after: personal
+    svc.step(conn)
+    assert active(conn, "spo2_low") is None
+    vitals(conn, world["patient"], MONDAY + timedelta(hours=14), spo2=87)
+    svc.step(conn)
+    assert active(conn, "spo2_low")["severity"] == "amber"
