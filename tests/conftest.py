@@ -15,6 +15,7 @@ import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from homeward.services import MosquittoServer, PostgresServer
@@ -31,6 +32,13 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgr
     try:
         template_url = server.create_database(_TEMPLATE)
         migrate(template_url)
+        # TimescaleDB's background scheduler connects to every database it may; a session
+        # on the template makes CREATE DATABASE ... TEMPLATE fail ("being accessed by other
+        # users"), so once migrated nobody may connect to it.
+        with psycopg.connect(server.admin_url(), autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{_TEMPLATE}" ALLOW_CONNECTIONS false')
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                          " WHERE datname = %s", (_TEMPLATE,))
         yield server
     finally:
         server.stop(mode="immediate")
