@@ -3,8 +3,9 @@
 One thread owns the paho client (callback API v2, MQTT 5) and drives its
 network loop by hand (``client.loop``), so every paho call, every callback and
 the outbox bookkeeping of :class:`~edge.drain.DrainWindow` happen on that one
-thread; other threads talk to it only through :meth:`Publisher.request_status`,
-:meth:`Publisher.wake` and :meth:`Publisher.stop`.
+thread; other threads talk to it only through :meth:`Publisher.request_status`
+and :meth:`Publisher.stop`, and through the outbox, which the thread polls
+every ``idle_poll_s`` (50 ms) while connected.
 
 Delivery is *at least once*:
 
