@@ -17,6 +17,7 @@ from homeward.kinds import Kind
 
 from .errors import GattParseError
 from .fields import (
+    Bytes,
     bit_names,
     bit_table,
     check_plausible,
@@ -99,7 +100,7 @@ class _Fields:
         self.flags: list[str] = []
 
 
-def _read_optional(data: bytes, flags: int, what: str) -> _Fields:
+def _read_optional(data: Bytes, flags: int, what: str) -> _Fields:
     n = len(data)
     need = _LENGTH[flags & 0x1F]
     if n < need:
@@ -145,7 +146,7 @@ def _pressure(raw: int, kpa: int, name: str, what: str) -> float:
     return kpa_to_mmhg(value) if kpa else value
 
 
-def decode_blood_pressure_measurement(data: bytes) -> Measurement:
+def decode_blood_pressure_measurement(data: Bytes) -> Measurement:
     """0x2A35 -> a blood-pressure :class:`Measurement` in mmHg."""
     what = "blood pressure measurement"
     require(data, _MIN_LENGTH, what)
@@ -184,7 +185,7 @@ def decode_blood_pressure_measurement(data: bytes) -> Measurement:
     })
 
 
-def decode_intermediate_cuff_pressure(data: bytes) -> IntermediateCuffPressure:
+def decode_intermediate_cuff_pressure(data: Bytes) -> IntermediateCuffPressure:
     """0x2A36 -> the cuff pressure in mmHg; diastolic/MAP slots are unused and ignored."""
     what = "intermediate cuff pressure"
     require(data, _MIN_LENGTH, what)
@@ -205,7 +206,7 @@ def decode_intermediate_cuff_pressure(data: bytes) -> IntermediateCuffPressure:
     )
 
 
-def decode_blood_pressure_feature(data: bytes) -> BloodPressureFeature:
+def decode_blood_pressure_feature(data: Bytes) -> BloodPressureFeature:
     """0x2A49: uint16 of supported features (bits 6-8 from BLS 1.1; 9-15 RFU)."""
     what = "blood pressure feature"
     require(data, 2, what)

@@ -21,6 +21,7 @@ from .device_info import (
     decode_system_id,
 )
 from .errors import GattParseError
+from .fields import Bytes
 from .glucose import decode_glucose_context, decode_glucose_measurement
 from .pulse_oximeter import decode_plx_continuous, decode_plx_features, decode_plx_spot_check
 from .racp import decode_racp
@@ -31,7 +32,7 @@ from .weight_scale import decode_weight_measurement, decode_weight_scale_feature
 
 _LOGGER = logging.getLogger(__name__)
 
-Decoder = Callable[[bytes], GattResult]
+Decoder = Callable[[Bytes], GattResult]
 
 DECODERS: Final[dict[int, Decoder]] = {
     const.BLOOD_PRESSURE_MEASUREMENT: decode_blood_pressure_measurement,
@@ -69,7 +70,7 @@ MEASUREMENT_CHARACTERISTICS: Final = frozenset({
 })
 
 
-def decode(characteristic: int, data: bytes) -> GattResult:
+def decode(characteristic: int, data: Bytes) -> GattResult:
     """Decode the value of a GATT characteristic (16-bit UUID) into a typed result.
 
     Accepts bytes, bytearray (what bleak delivers) or memoryview.  Raises

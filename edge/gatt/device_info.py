@@ -20,7 +20,7 @@ from .const import (
     SOFTWARE_REVISION_STRING,
 )
 from .errors import GattParseError
-from .fields import note_trailing, require
+from .fields import Bytes, note_trailing, require
 from .results import BatteryLevel, DeviceInfoString, PnpId, SystemId
 
 STRING_NAMES: Final[dict[int, str]] = {
@@ -38,7 +38,7 @@ _PNP: Final = struct.Struct("<BHHH")
 _VENDOR_ID_SOURCES: Final = {1: "bluetooth_sig", 2: "usb_if"}
 
 
-def decode_string(characteristic: int, data: bytes) -> DeviceInfoString:
+def decode_string(characteristic: int, data: Bytes) -> DeviceInfoString:
     """A DIS UTF-8 string characteristic -> :class:`DeviceInfoString`."""
     name = STRING_NAMES[characteristic]
     if len(data) > MAX_ATTRIBUTE_LENGTH:
@@ -50,7 +50,7 @@ def decode_string(characteristic: int, data: bytes) -> DeviceInfoString:
     return DeviceInfoString(characteristic=characteristic, name=name, value=text.rstrip("\x00"))
 
 
-def decode_system_id(data: bytes) -> SystemId:
+def decode_system_id(data: Bytes) -> SystemId:
     what = "system id"
     require(data, 8, what)
     note_trailing(data, 8, what)
@@ -60,7 +60,7 @@ def decode_system_id(data: bytes) -> SystemId:
     )
 
 
-def decode_pnp_id(data: bytes) -> PnpId:
+def decode_pnp_id(data: Bytes) -> PnpId:
     what = "PnP ID"
     require(data, 7, what)
     source, vendor, product, version = _PNP.unpack_from(data)
@@ -74,7 +74,7 @@ def decode_pnp_id(data: bytes) -> PnpId:
     )
 
 
-def decode_battery_level(data: bytes) -> BatteryLevel:
+def decode_battery_level(data: Bytes) -> BatteryLevel:
     what = "battery level"
     require(data, 1, what)
     percent = data[0]

@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 import struct
 from datetime import datetime
-from typing import Final
+from typing import Final, TypeAlias
 
 from homeward.kinds import METRICS, Kind, check_values
 
 from .errors import GattParseError
 
 _LOGGER = logging.getLogger(__name__)
+
+#: What the decoders accept: bleak delivers a bytearray; memoryview also works.
+Bytes: TypeAlias = bytes | bytearray | memoryview
 
 DATE_TIME: Final = struct.Struct("<HBBBBB")  # 0x2A08: year, month, day, h, m, s
 DATE_TIME_SIZE: Final = 7
@@ -28,7 +31,7 @@ MIN_YEAR: Final = 1582
 MAX_YEAR: Final = 9999
 
 
-def date_time(data: bytes, offset: int) -> tuple[datetime | None, str | None]:
+def date_time(data: Bytes, offset: int) -> tuple[datetime | None, str | None]:
     """The Date Time at ``offset`` (length already checked): (naive time, None) or (None, flag)."""
     year, month, day, hour, minute, second = DATE_TIME.unpack_from(data, offset)
     if year == 0 or month == 0 or day == 0:
@@ -41,7 +44,7 @@ def date_time(data: bytes, offset: int) -> tuple[datetime | None, str | None]:
         return None, DEVICE_TIME_INVALID
 
 
-def require(data: bytes, size: int, what: str) -> int:
+def require(data: Bytes, size: int, what: str) -> int:
     """``len(data)``, after checking that at least ``size`` bytes are there."""
     n = len(data)
     if n < size:
@@ -49,13 +52,13 @@ def require(data: bytes, size: int, what: str) -> int:
     return n
 
 
-def note_trailing(data: bytes, used: int, what: str) -> None:
+def note_trailing(data: Bytes, used: int, what: str) -> None:
     """Bytes after the last field are tolerated (a newer spec revision may add fields)."""
     if len(data) > used and _LOGGER.isEnabledFor(logging.DEBUG):
         _LOGGER.debug("%s: ignoring %d trailing byte(s) in %s", what, len(data) - used, data.hex())
 
 
-def note_rfu(value: int, rfu_mask: int, what: str, data: bytes) -> None:
+def note_rfu(value: int, rfu_mask: int, what: str, data: Bytes) -> None:
     """Reserved bits are ignored (receiver rule for RFU) but logged: maybe a newer revision."""
     if value & rfu_mask and _LOGGER.isEnabledFor(logging.DEBUG):
         _LOGGER.debug("%s: ignoring RFU bits 0x%X in %s", what, value & rfu_mask, data.hex())
@@ -101,7 +104,7 @@ def check_plausible(kind: Kind, values: dict[str, float], what: str) -> None:
 
 
 
-def note_unused(data: bytes, used: int, rfu_flags: int, what: str) -> None:
+def note_unused(data: Bytes, used: int, rfu_flags: int, what: str) -> None:
     """Log RFU flag bits and trailing bytes of a measurement PDU (both tolerated, see M7).
 
     Call only when there is something to log (``rfu_flags or len(data) > used``):

@@ -24,6 +24,7 @@ from homeward.kinds import Kind
 from .errors import GattParseError
 from .fields import (
     DEVICE_TIME_INVALID,
+    Bytes,
     bit_names,
     check_plausible,
     date_time,
@@ -86,7 +87,7 @@ _SENSOR_STATUS_NAMES: Final = (
 CONTEXT_FOLLOWS_FLAG: Final = "context_follows"
 
 
-def decode_glucose_measurement(data: bytes) -> Measurement | ControlSolution:
+def decode_glucose_measurement(data: Bytes) -> Measurement | ControlSolution:
     """0x2A18 -> a glucose :class:`Measurement` in mmol/L, or :class:`ControlSolution`."""
     what = "glucose measurement"
     n = require(data, _MIN_LENGTH, what)
@@ -180,7 +181,7 @@ def _optional_sfloat(raw: int) -> float | None:
     return SFLOAT_VALUES[raw]
 
 
-def decode_glucose_context(data: bytes) -> GlucoseContext:
+def decode_glucose_context(data: Bytes) -> GlucoseContext:
     """0x2A34 -> :class:`GlucoseContext` (special values and reserved codes become None)."""
     what = "glucose measurement context"
     n = require(data, 3, what)

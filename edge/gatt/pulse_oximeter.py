@@ -26,6 +26,7 @@ from homeward.kinds import Kind
 from .errors import GattParseError
 from .fields import (
     DEVICE_CLOCK_NOT_SET,
+    Bytes,
     bit_names,
     bit_table,
     check_plausible,
@@ -109,7 +110,7 @@ _FEATURE_NAMES: Final = (
 )
 
 
-def _status_flags(status: int, what: str, data: bytes) -> tuple[str, ...]:
+def _status_flags(status: int, what: str, data: Bytes) -> tuple[str, ...]:
     if status & STATUS_REJECT_MASK:
         for bit, reason in STATUS_REJECT:
             if status & bit:
@@ -145,7 +146,7 @@ def _values(
     return values, unavailable
 
 
-def decode_plx_spot_check(data: bytes) -> Measurement:
+def decode_plx_spot_check(data: Bytes) -> Measurement:
     """0x2A5E -> an SpO2 :class:`Measurement`."""
     what = "PLX spot-check measurement"
     n = require(data, _MIN_LENGTH, what)
@@ -198,7 +199,7 @@ def decode_plx_spot_check(data: bytes) -> Measurement:
     })
 
 
-def decode_plx_continuous(data: bytes) -> Measurement:
+def decode_plx_continuous(data: Bytes) -> Measurement:
     """0x2A5F -> an SpO2 :class:`Measurement` (Normal values; Fast/Slow in ``extras``)."""
     what = "PLX continuous measurement"
     n = require(data, _MIN_LENGTH, what)
@@ -251,7 +252,7 @@ def decode_plx_continuous(data: bytes) -> Measurement:
     })
 
 
-def decode_plx_features(data: bytes) -> PlxFeatures:
+def decode_plx_features(data: Bytes) -> PlxFeatures:
     """0x2A60: Features u16 . [Measurement Status Support u16 if b0] . [DSS Support u24 if b1]."""
     what = "PLX features"
     n = require(data, 2, what)

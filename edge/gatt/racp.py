@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Final
 
 from .errors import GattParseError
-from .fields import DATE_TIME_SIZE, date_time, note_trailing, require
+from .fields import DATE_TIME_SIZE, Bytes, date_time, note_trailing, require
 from .results import RacpNumberOfRecords, RacpRequest, RacpResponse
 
 OP_REPORT_STORED_RECORDS: Final = 0x01
@@ -85,7 +85,7 @@ _U32: Final = struct.Struct("<I")
 RacpMessage = RacpRequest | RacpNumberOfRecords | RacpResponse
 
 
-def decode_racp(data: bytes) -> RacpMessage:
+def decode_racp(data: Bytes) -> RacpMessage:
     """0x2A52 in either direction -> :class:`RacpRequest`, :class:`RacpNumberOfRecords` or
     :class:`RacpResponse`."""
     what = "record access control point"

@@ -13,7 +13,7 @@ from typing import Final
 from homeward.kinds import Kind
 
 from .errors import GattParseError
-from .fields import check_plausible, date_time, note_trailing, note_unused, require
+from .fields import Bytes, check_plausible, date_time, note_trailing, note_unused, require
 from .ieee11073 import FLOAT_SPECIAL, float_number
 from .results import Measurement, TemperatureType, fast_measurement
 from .units import fahrenheit_to_celsius
@@ -38,7 +38,7 @@ TEMPERATURE_SITES: Final[dict[int, str]] = {
 }
 
 
-def decode_temperature_measurement(data: bytes) -> Measurement:
+def decode_temperature_measurement(data: Bytes) -> Measurement:
     """0x2A1C -> a temperature :class:`Measurement` in degC."""
     what = "temperature measurement"
     n = require(data, _MIN_LENGTH, what)
@@ -80,7 +80,7 @@ def decode_temperature_measurement(data: bytes) -> Measurement:
     })
 
 
-def decode_temperature_type(data: bytes) -> TemperatureType:
+def decode_temperature_type(data: Bytes) -> TemperatureType:
     """0x2A1D: one byte; a reserved code gives ``site=None`` (nothing to reject)."""
     what = "temperature type"
     require(data, 1, what)

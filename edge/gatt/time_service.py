@@ -20,6 +20,7 @@ from .fields import (
     DATE_TIME_SIZE,
     MAX_YEAR,
     MIN_YEAR,
+    Bytes,
     bit_names,
     date_time,
     note_rfu,
@@ -43,7 +44,7 @@ _ADJUST_NAMES: Final = (
 )
 
 
-def decode_date_time(data: bytes) -> DateTimeValue:
+def decode_date_time(data: Bytes) -> DateTimeValue:
     """0x2A08 -> :class:`DateTimeValue` (None plus a flag for an unknown/impossible time)."""
     what = "date time"
     require(data, DATE_TIME_SIZE, what)
@@ -52,7 +53,7 @@ def decode_date_time(data: bytes) -> DateTimeValue:
     return DateTimeValue(value=value, flags=() if flag is None else (flag,))
 
 
-def decode_current_time(data: bytes) -> CurrentTime:
+def decode_current_time(data: Bytes) -> CurrentTime:
     """0x2A2B -> :class:`CurrentTime`; Fractions256 become microseconds of ``value``."""
     what = "current time"
     require(data, CURRENT_TIME_SIZE, what)

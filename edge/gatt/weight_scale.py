@@ -15,7 +15,7 @@ from typing import Final
 from homeward.kinds import Kind
 
 from .errors import GattParseError
-from .fields import check_plausible, date_time, note_rfu, note_trailing, note_unused, require
+from .fields import Bytes, check_plausible, date_time, note_rfu, note_trailing, note_unused, require
 from .results import Measurement, WeightScaleFeature, fast_measurement
 from .units import inch_to_m, lb_to_kg
 
@@ -49,7 +49,7 @@ _HEIGHT_RESOLUTION: Final[dict[int, tuple[float, float]]] = {
 _FEATURE_NAMES: Final = ("time_stamp", "multiple_users", "bmi")
 
 
-def decode_weight_measurement(data: bytes) -> Measurement:
+def decode_weight_measurement(data: Bytes) -> Measurement:
     """0x2A9D -> a weight :class:`Measurement` in kg (BMI and height in ``extras``)."""
     what = "weight measurement"
     n = require(data, _MIN_LENGTH, what)
@@ -99,7 +99,7 @@ def decode_weight_measurement(data: bytes) -> Measurement:
     })
 
 
-def decode_weight_scale_feature(data: bytes) -> WeightScaleFeature:
+def decode_weight_scale_feature(data: Bytes) -> WeightScaleFeature:
     """0x2A9E: uint32 (b0 time stamp, b1 multiple users, b2 BMI, b3-6 weight, b7-9 height res.)."""
     what = "weight scale feature"
     require(data, 4, what)
