@@ -75,3 +75,10 @@ def measure_decode_rate(seconds: float = 3.0) -> dict[str, object]:
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "executable": sys.executable,
     }
+
+
+if __name__ == "__main__":  # python -m edge.gatt.bench [seconds]
+    import json
+
+    print(json.dumps(measure_decode_rate(float(sys.argv[1]) if len(sys.argv) > 1 else 3.0),
+                     indent=2))

@@ -92,8 +92,8 @@ def check_plausible(kind: Kind, values: dict[str, float], what: str) -> None:
     """
     bounds = _BOUNDS[kind]
     for name, value in values.items():
-        limits = bounds.get(name)
-        if limits is None or not limits[0] <= value <= limits[1]:
+        low, high = bounds[name]  # parsers only emit metric names of their kind
+        if not low <= value <= high:
             break
     else:
         if kind is not Kind.BLOOD_PRESSURE or values["diastolic"] < values["systolic"]:
