@@ -7,6 +7,7 @@ sender raises ``DeliveryError`` with a reason the outbox records.
 
 from __future__ import annotations
 
+import hashlib
 import smtplib
 import ssl
 from collections.abc import Mapping
@@ -53,6 +54,11 @@ def subject(payload: Mapping[str, Any]) -> str:
     return f"[{sev}] {prefix}{who}: {payload.get('summary', '')}"[:200]
 
 
+def message_id(key: str) -> str:
+    """A valid RFC 5322 Message-ID derived from the idempotency key (which may hold '@')."""
+    return f"<{hashlib.sha256(key.encode()).hexdigest()[:40]}@homeward>"
+
+
 @dataclass
 class EmailSender:
     settings: ChannelSettings
@@ -62,7 +68,7 @@ class EmailSender:
         msg["From"] = self.settings.smtp_from
         msg["To"] = target
         msg["Subject"] = subject(payload)
-        msg["Message-ID"] = f"<{key}@homeward>"
+        msg["Message-ID"] = message_id(key)
         msg["X-Homeward-Idempotency-Key"] = key
         link = f"{self.settings.dashboard_url.rstrip('/')}/alerts/{payload.get('alert_id')}"
         msg.set_content(
