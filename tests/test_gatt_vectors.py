@@ -513,8 +513,9 @@ def test_valid_vectors_decode_to_the_whole_expected_object(
 ) -> None:
     data = bytes.fromhex(hex_bytes)
     assert decode(characteristic, data) == expected
-    # bleak hands over a bytearray
+    # bleak hands over a bytearray; a memoryview works too
     assert decode(characteristic, bytearray(data)) == expected
+    assert decode(characteristic, memoryview(data)) == expected
 
 
 @pytest.mark.parametrize(("characteristic", "hex_bytes", "reason"), CORRUPT)
