@@ -34,6 +34,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
+from homeward.services.common import free_port
 from homeward.wire import readings_topic
 
 #: Most QoS 1 messages the publisher leaves unacknowledged before it waits.
@@ -147,7 +148,8 @@ def raw_copy_rate(url: str) -> tuple[int, float]:
     """COPY the stored readings into an empty twin of the reading table; (rows, rows/s)."""
     with psycopg.connect(url) as conn:
         buf = io.BytesIO()
-        with conn.cursor().copy("COPY reading TO STDOUT") as copy:
+        # A SELECT, not the table: on a hypertable the rows live in its chunks.
+        with conn.cursor().copy("COPY (SELECT * FROM reading) TO STDOUT") as copy:
             for data in copy:
                 buf.write(data)
         conn.execute("DROP TABLE IF EXISTS reading_copy_bench")
@@ -197,16 +199,20 @@ def run(opts: BenchOptions) -> dict[str, Any]:
             in_proc.start()
             ingest_pid = os.getpid()
         else:
+            metrics_port = free_port()
             ingest_proc = subprocess.Popen(
                 [sys.executable, "-m", "homeward", "ingest", "--database-url", url,
-                 "--mqtt-port", str(port), "--client-id", client_id, "--log-level", "WARNING"],
+                 "--mqtt-port", str(port), "--client-id", client_id, "--log-level", "WARNING",
+                 "--metrics-port", str(metrics_port)],
                 env={**os.environ, "HOMEWARD_MQTT_HOST": "127.0.0.1"})
             ingest_pid = ingest_proc.pid
             _wait_subscribed(port, url)
         cpu_before = _cpu_seconds(ingest_pid)
         published, first, last = publish_load(port, opts)
-        stored = _wait_stored(url, published, timeout=max(60.0, opts.seconds * 3))
+        stored = _wait_stored(url, published)
         cpu = _cpu_seconds(ingest_pid) - cpu_before
+        counters = (in_proc.counters.as_dict() if in_proc is not None
+                    else _scrape(metrics_port))
         with psycopg.connect(url) as conn:
             row = conn.execute(
                 "SELECT count(*), count(DISTINCT id),"
@@ -236,6 +242,12 @@ def run(opts: BenchOptions) -> dict[str, Any]:
             "p99_publish_to_commit_ms": round(float(p99) * 1000, 1),
             "max_publish_to_commit_ms": round(float(worst) * 1000, 1),
             "ingest_cpu_us_per_reading": round(cpu / max(stored, 1) * 1e6, 1),
+            "ingest_batches": counters.get("batches"),
+            "mean_readings_per_batch": round(counters.get("readings_received", 0)
+                                             / max(counters.get("batches", 1), 1)),
+            "db_copy_us_per_reading": _per_reading(counters, "copy_ms"),
+            "db_insert_us_per_reading": _per_reading(counters, "insert_ms"),
+            "db_commit_us_per_reading": _per_reading(counters, "commit_ms"),
             "raw_copy_rows": copy_rows, "raw_copy_rows_per_s": round(copy_rate),
         }
     finally:
@@ -251,6 +263,24 @@ def run(opts: BenchOptions) -> dict[str, Any]:
             broker.stop()
         if pg is not None:
             pg.stop(mode="immediate")
+
+
+def _scrape(port: int) -> dict[str, int]:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.split()
+            out[name.removeprefix("homeward_ingest_").removesuffix("_total")] = int(value)
+    return out
+
+
+def _per_reading(counters: dict[str, int], key: str) -> float:
+    readings = max(counters.get("readings_received", 0), 1)
+    return round(counters.get(key, 0) * 1000 / readings, 1)
 
 
 def _wait_subscribed(port: int, url: str, timeout: float = 30.0) -> None:
@@ -274,14 +304,20 @@ def _wait_subscribed(port: int, url: str, timeout: float = 30.0) -> None:
         pub.close()
 
 
-def _wait_stored(url: str, expected: int, timeout: float) -> int:
+def _wait_stored(url: str, expected: int, *, stall: float = 20.0, timeout: float = 900.0
+                 ) -> int:
+    """Wait until every reading is stored, or nothing new was stored for ``stall`` seconds."""
     deadline = time.monotonic() + timeout
+    last_change, last = time.monotonic(), -1
     with psycopg.connect(url, autocommit=True) as conn:
         while True:
             row = conn.execute("SELECT count(*) FROM reading WHERE hub_id LIKE 'bench-hub-%%'"
                                ).fetchone()
             stored = int(row[0]) if row else 0
-            if stored >= expected or time.monotonic() > deadline:
+            now = time.monotonic()
+            if stored != last:
+                last, last_change = stored, now
+            if stored >= expected or now - last_change > stall or now > deadline:
                 return stored
             time.sleep(0.2)
 

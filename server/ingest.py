@@ -77,6 +77,10 @@ class IngestCounters:
     batches: int = 0
     db_errors: int = 0
     acks_skipped: int = 0
+    #: Milliseconds spent in the database, by phase (where the time goes).
+    copy_ms: int = 0
+    insert_ms: int = 0
+    commit_ms: int = 0
 
     def add(self, result: BatchResult) -> None:
         self.readings_received += result.readings
@@ -86,6 +90,9 @@ class IngestCounters:
         self.statuses += result.statuses
         self.unknown_hub_statuses += result.unknown_hub_statuses
         self.batches += 1
+        self.copy_ms += round(result.copy_s * 1000)
+        self.insert_ms += round(result.insert_s * 1000)
+        self.commit_ms += round(result.commit_s * 1000)
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)

@@ -17,6 +17,7 @@ can be attributed later (``server.admin.enrol`` back-fills it).
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -80,6 +81,10 @@ class BatchResult:
     quarantined: int
     statuses: int
     unknown_hub_statuses: int
+    #: Wall-clock seconds spent in COPY, in the INSERT ... SELECT, and in COMMIT.
+    copy_s: float = 0.0
+    insert_s: float = 0.0
+    commit_s: float = 0.0
 
     @property
     def duplicates(self) -> int:
@@ -118,6 +123,7 @@ class BatchWriter:
             if msg.status is not None:
                 statuses.append(msg.status)
         unknown = 0
+        t0 = t1 = t2 = time.perf_counter()
         try:
             with conn.cursor() as cur:
                 if readings:
@@ -125,8 +131,10 @@ class BatchWriter:
                         for msg in batch:
                             if msg.copy_data:
                                 copy.write(msg.copy_data)
+                    t1 = time.perf_counter()
                     row = cur.execute(INSERT_READINGS).fetchone()
                     stored = int(row[0]) if row else 0
+                    t2 = time.perf_counter()
                 if quarantine:
                     cur.executemany(INSERT_QUARANTINE, quarantine)
                 for status in statuses:
@@ -135,10 +143,13 @@ class BatchWriter:
                         unknown += 1
                 if stored:
                     cur.execute("NOTIFY evaluation_queue")
+            t3 = time.perf_counter()
             conn.commit()
+            t4 = time.perf_counter()
         except BaseException:
             if not conn.closed:
                 with contextlib.suppress(psycopg.Error):
                     conn.rollback()
             raise
-        return BatchResult(len(batch), readings, stored, len(quarantine), len(statuses), unknown)
+        return BatchResult(len(batch), readings, stored, len(quarantine), len(statuses), unknown,
+                           copy_s=t1 - t0, insert_s=t2 - t1, commit_s=t4 - t3)
