@@ -7,6 +7,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
 import paho.mqtt.client as mqtt
@@ -14,11 +15,12 @@ import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from homeward.services import MosquittoServer
+from homeward.services import MosquittoServer, PostgresServer
 from homeward.wire import config_topic, readings_topic, status_topic
 from server import admin
 from server.hub_config import publish_hub_config
 from server.ingest import Ingest, IngestConfig
+from server.migrate import migrate
 from tests.ingest_support import Publisher, reading, wait_for
 
 pytestmark = pytest.mark.integration
@@ -217,3 +219,33 @@ def test_paired_devices_are_published_as_the_hubs_retained_config(
     config = orjson.loads(got[0])
     assert config["devices"] == [{"address": "C4:7C:8D:6A:3E:21", "kind": "blood_pressure",
                                   "name": "cuff"}]
+
+
+def test_a_database_outage_holds_acks_and_the_readings_arrive_after_it(
+        tmp_path: Path, mosquitto: MosquittoServer, publisher: Publisher) -> None:
+    pg = PostgresServer(tmp_path / "pg", durable=False)
+    pg.start()
+    try:
+        url = pg.create_database("outage")
+        migrate(url)
+        service = Ingest(IngestConfig(database_url=url, mqtt_port=mosquitto.port,
+                                      client_id="ingest-outage", batch_ms=5))
+        service.start()
+        try:
+            before = reading()
+            publisher.publish(readings_topic("hub-o"), before)
+            wait_for(lambda: service.counters.stored == 1)
+            pg.stop()
+            during = [reading() for _ in range(5)]
+            publisher.publish(readings_topic("hub-o"), during)
+            wait_for(lambda: service.counters.db_errors >= 2)  # retrying with back-off
+            assert service.counters.stored == 1
+            pg.start()
+            wait_for(lambda: service.counters.stored == 6, timeout=30)
+            with psycopg.connect(url) as conn:
+                ids = {str(r[0]) for r in conn.execute("SELECT id FROM reading")}
+            assert ids == {before["id"], *(r["id"] for r in during)}
+        finally:
+            service.stop()
+    finally:
+        pg.stop(mode="immediate")
