@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from fastapi.templating import Jinja2Templates
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from homeward import __version__
 from homeward.settings import Settings, get_settings
@@ -25,7 +26,7 @@ def create_app(settings: Settings | None = None, *, pool_max_size: int = 10) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool: ConnectionPool = ConnectionPool(
             s.database_url, min_size=1, max_size=pool_max_size, open=False,
-            kwargs={"autocommit": True, "application_name": "homeward-api"})
+            kwargs={"autocommit": True, "application_name": "homeward-api"}, timeout=5.0)
         pool.open(wait=False)
         app.state.pool = pool
         try:
@@ -53,6 +54,12 @@ def create_app(settings: Settings | None = None, *, pool_max_size: int = 10) -> 
     @app.exception_handler(UnknownOutcome)
     async def _bad_outcome(request: Request, exc: UnknownOutcome) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(PoolTimeout)
+    @app.exception_handler(psycopg.OperationalError)
+    async def _db_down(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": "database unavailable; try again shortly"},
+                            status_code=503, headers={"Retry-After": "5"})
 
     from server.api.routes import alerts, dashboard, health, hubs, patients, quarantine
 
