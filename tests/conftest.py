@@ -12,13 +12,21 @@ of the logs of the servers it used are attached to its report.
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
-from homeward.services import MosquittoServer, PostgresServer
+from homeward.kinds import Kind
+from homeward.services import MosquittoServer, PostgresServer, free_port
+from homeward.services.mosquitto import default_acl
+from homeward.supervisor import Child, Supervisor
+from server import admin
 from server.migrate import migrate
 
 _TEMPLATE = "homeward_template"
@@ -92,3 +100,63 @@ def pytest_runtest_makereport(
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+# -- the whole server side, as separate processes ----------------------------------------
+
+HUB = "hub-e2e"
+CUFF = "C4:7C:8D:6A:3E:21"
+SERVER_USER = "homeward-server"
+NURSE_PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def platform(db_url: str, mosquitto_factory: Callable[..., MosquittoServer], tmp_path: Path,
+             request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """A seeded database (a team, a nurse, a patient enrolled on hub HUB with a paired cuff),
+    a broker with per-hub passwords under the production ACL, and `homeward ingest`,
+    `homeward alerts` and `homeward serve` running as separate processes."""
+    with psycopg.connect(db_url) as conn:
+        org = admin.create_organisation(conn, name="E2E Trust")
+        admin.create_team(conn, team_id="district-nursing", organisation_id=org,
+                          name="District Nursing", kind="district_nursing")
+        nurse = admin.create_clinician(conn, username="nurse", display_name="Nurse",
+                                       teams=["district-nursing"], password=NURSE_PASSWORD)
+        patient = admin.create_patient(conn, display_name="Patient E2E",
+                                       teams=["district-nursing"])
+        admin.create_hub(conn, hub_id=HUB)
+        admin.enrol(conn, hub_id=HUB, patient_id=patient,
+                    valid_from=datetime.now(UTC) - timedelta(days=1))
+        admin.pair_device(conn, hub_id=HUB, address=CUFF, kind=Kind.BLOOD_PRESSURE)
+    broker = mosquitto_factory(users={SERVER_USER: "server-pw", HUB: "hub-pw"},
+                               acl=default_acl((SERVER_USER,)))
+    api_port = free_port()
+    env = {
+        "HOMEWARD_DATABASE_URL": db_url,
+        "HOMEWARD_MQTT_PORT": str(broker.port),
+        "HOMEWARD_MQTT_USERNAME": SERVER_USER,
+        "HOMEWARD_MQTT_PASSWORD": "server-pw",
+        "HOMEWARD_API_PORT": str(api_port),
+        "HOMEWARD_INGEST_CLIENT_ID": f"ingest-{api_port}",
+    }
+    children = Supervisor()
+    for name, args in (("ingest", ["ingest"]), ("alerts", ["alerts"]), ("api", ["serve"])):
+        child = children.add(Child(name, ["homeward", *args], env, tmp_path / f"{name}.log"))
+        request.node.homeward_logs = [*getattr(request.node, "homeward_logs", []),
+                                      (name, lambda f=child.log_file: f.read_text()[-4000:])]
+    api = f"http://127.0.0.1:{api_port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "API did not become healthy"
+        time.sleep(0.2)
+    try:
+        yield {"api": api, "token": nurse.api_token, "patient": patient, "broker": broker,
+               "state": tmp_path / "hub", "hub": HUB, "hub_password": "hub-pw",
+               "device": CUFF, "nurse_password": NURSE_PASSWORD}
+    finally:
+        children.stop_all()
