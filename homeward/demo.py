@@ -25,11 +25,16 @@ import typer
 from homeward.services.common import MissingBinaryError, free_port
 
 DEMO_ORGANISATION = "Homeward Demo Community Trust"
-#: The demo's care teams (two community teams, as in the product brief).
+#: The demo's community teams, and the out-of-hours service that the default
+#: routing tree (alerts/rules/routes.yaml) sends night-time and system alerts to.
 DEMO_TEAMS = (
     ("district-nursing", "District Nursing", "district_nursing"),
     ("heart-failure", "Heart Failure Service", "heart_failure"),
 )
+OUT_OF_HOURS_TEAM = ("out-of-hours", "Out-of-Hours Service", "out_of_hours")
+#: The demo nurse is on the rota of every team, first line and senior cover,
+#: for this long from each start: no rota gap, so no "nobody on duty" alert.
+ROTA_DAYS = 30
 #: (display name, care team, deteriorates?) — one home per patient.
 DEMO_PATIENTS = (
     ("Ada Lovelace", "heart-failure", True),

@@ -20,6 +20,8 @@ from homeward.demo import (
     DEMO_ORGANISATION,
     DEMO_PATIENTS,
     DEMO_TEAMS,
+    OUT_OF_HOURS_TEAM,
+    ROTA_DAYS,
     SERVER_MQTT_USER,
     SPARE_HUB,
     SPARE_PATIENT,
@@ -40,18 +42,24 @@ console = Console()
 
 def seed(conn: psycopg.Connection[Any], secrets: DemoSecrets, homes: int) -> dict[str, int]:
     """Create the demo organisation once; returns patient id per hub."""
+    from alerts import notify
     from server import admin
 
     hubs = hub_ids(homes)
     existing = conn.execute("SELECT id FROM organisation WHERE name = %s",
                             (DEMO_ORGANISATION,)).fetchone()
+    teams = [*DEMO_TEAMS, OUT_OF_HOURS_TEAM]
     if existing is None:
         org = admin.create_organisation(conn, name=DEMO_ORGANISATION)
-        for team_id, name, kind in DEMO_TEAMS:
+        for team_id, name, kind in teams:
             admin.create_team(conn, team_id=team_id, organisation_id=org, name=name, kind=kind)
         admin.create_clinician(conn, username=CLINICIAN_USERNAME, display_name="Demo Nurse",
-                               teams=[t[0] for t in DEMO_TEAMS],
+                               teams=[t[0] for t in teams],
                                password=secrets.clinician_password, api_token=secrets.api_token)
+        with conn.transaction():
+            for team_id, _, _ in DEMO_TEAMS:
+                notify.set_fallback(conn, team_id, OUT_OF_HOURS_TEAM[0])
+    _ensure_rota(conn, [t[0] for t in teams])
     since = datetime.now(UTC) - timedelta(days=30)
     patients: dict[str, int] = {}
     wanted = [(hub, name, team) for hub, (name, team, _) in zip(hubs, DEMO_PATIENTS, strict=False)]
@@ -68,6 +76,23 @@ def seed(conn: psycopg.Connection[Any], secrets: DemoSecrets, homes: int) -> dic
         admin.enrol(conn, hub_id=hub, patient_id=patient, valid_from=since)
         patients[hub] = patient
     return patients
+
+
+def _ensure_rota(conn: psycopg.Connection[Any], teams: list[str]) -> None:
+    """Put the demo nurse on every team's rota (both levels) from now, unless already on."""
+    from alerts import notify
+
+    now = datetime.now(UTC)
+    row = conn.execute("SELECT id FROM clinician WHERE username = %s",
+                       (CLINICIAN_USERNAME,)).fetchone()
+    assert row is not None
+    with conn.transaction():
+        for team in teams:
+            for level in (0, 1):
+                if not notify.on_duty(conn, team, level, now + timedelta(days=1)):
+                    notify.add_shift(conn, team_id=team, clinician_id=int(row[0]), level=level,
+                                     starts_at=now - timedelta(hours=1),
+                                     ends_at=now + timedelta(days=ROTA_DAYS))
 
 
 STATUS_SQL = """
