@@ -157,6 +157,7 @@ def platform(db_url: str, mosquitto_factory: Callable[..., MosquittoServer], tmp
     try:
         yield {"api": api, "token": nurse.api_token, "patient": patient, "broker": broker,
                "state": tmp_path / "hub", "hub": HUB, "hub_password": "hub-pw",
-               "device": CUFF, "nurse_password": NURSE_PASSWORD}
+               "device": CUFF, "nurse_password": NURSE_PASSWORD, "children": children,
+               "db_url": db_url}
     finally:
         children.stop_all()

@@ -49,10 +49,13 @@ AGENT = textwrap.dedent("""
 
     async def main() -> None:
         port, state_dir, produced_path = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+        hub, password = (sys.argv[4], sys.argv[5]) if len(sys.argv) > 5 else ("hub-1", None)
         produced = open(produced_path, "a", buffering=1)
         settings = EdgeSettings(reconnect_min_s=0.05, reconnect_max_s=0.2, batch_readings=25,
                                 messages_per_second=100, max_inflight_messages=5)
-        agent = EdgeAgent(hub_id="hub-1", state_dir=state_dir, broker=BrokerParams(port=port),
+        agent = EdgeAgent(hub_id=hub, state_dir=state_dir,
+                          broker=BrokerParams(port=port, username=password and hub,
+                                              password=password),
                           ble_backend=None, settings=settings,
                           on_stored=lambda r: produced.write(f"{r.id} {r.device}\\n"))
         await agent.start()
@@ -77,9 +80,17 @@ AGENT = textwrap.dedent("""
 
 
 class AgentProcess:
-    def __init__(self, broker: MosquittoServer, state_dir: Path, produced: Path) -> None:
+    """A real agent in its own process, producing readings until SIGUSR1 (SIGTERM stops it).
+
+    With ``hub`` and ``password`` it logs in to the broker as that hub.
+    """
+
+    def __init__(self, broker: MosquittoServer, state_dir: Path, produced: Path,
+                 hub: str | None = None, password: str | None = None) -> None:
+        login = [hub, password] if hub and password else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", AGENT, str(broker.port), str(state_dir), str(produced)],
+            [sys.executable, "-c", AGENT, str(broker.port), str(state_dir), str(produced),
+             *login],
             stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
         assert self.proc.stdout is not None
         assert self.proc.stdout.readline().strip() == "ready"
