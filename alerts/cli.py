@@ -36,11 +36,13 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         """Run the alert engine: evaluate queued readings, raise, route, escalate, notify."""
         import contextlib
         import logging
+        import os
         import signal
 
         from alerts.service import build_worker
 
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        level = logging.DEBUG if os.environ.get("HOMEWARD_ALERTS_DEBUG") else logging.INFO
+        logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s")
         worker = build_worker(_db_url(database_url), rules=rules, routes=routes,
                               poll_interval=poll, tick_interval=tick, batch_size=batch)
         # Stopping at any instant is safe (each step is one transaction), so SIGTERM

@@ -25,14 +25,18 @@ def record_event(conn: psycopg.Connection[Any], alert_id: int, event: str, *, at
     """Append an event and NOTIFY it; returns the event id.  Call inside a transaction."""
     actor = f"clinician:{clinician_id}" if clinician_id is not None else "system"
     body = orjson.dumps(dict(detail or {}), default=str).decode()
+    # One round trip: the row and its NOTIFY (delivered at commit) together.
     row = conn.execute(
         "INSERT INTO alert_event (alert_id, at, event, actor, clinician_id, detail)"
-        " VALUES (%s, %s, %s, %s, %s, %s::jsonb) RETURNING id",
-        (alert_id, at, event, actor, clinician_id, body)).fetchone()
+        " VALUES (%(alert_id)s, %(at)s, %(event)s, %(actor)s, %(clinician_id)s,"
+        " %(detail)s::jsonb) RETURNING id, pg_notify(%(channel)s, json_build_object("
+        "'alert_id', %(alert_id)s::bigint, 'event', %(event)s::text, 'event_id', id,"
+        " 'at', %(at_text)s::text, 'actor', %(actor)s::text, 'state', %(state)s::text,"
+        " 'severity', %(severity)s::text, 'team_id', %(team_id)s::text,"
+        " 'patient_id', %(patient_id)s::bigint)::text)",
+        {"alert_id": alert_id, "at": at, "event": event, "actor": actor,
+         "clinician_id": clinician_id, "detail": body, "channel": CHANNEL,
+         "at_text": at.isoformat(), "state": state, "severity": severity,
+         "team_id": team_id, "patient_id": patient_id}).fetchone()
     assert row is not None
-    event_id = int(row[0])
-    payload = {"alert_id": alert_id, "event": event, "event_id": event_id,
-               "at": at.isoformat(), "actor": actor, "state": state, "severity": severity,
-               "team_id": team_id, "patient_id": patient_id}
-    conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, orjson.dumps(payload).decode()))
-    return event_id
+    return int(row[0])

@@ -37,6 +37,10 @@ class AlertService:
         self.notifier.tick(conn, now)
         self.outbox.deliver_due(conn, now)
 
+    def deliver(self, conn: psycopg.Connection[Any], now: datetime | None = None) -> None:
+        """Send what the last batch queued (the outbox), without the rest of the tick."""
+        self.outbox.deliver_due(conn, now or self.clock())
+
     def step(self, conn: psycopg.Connection[Any], now: datetime | None = None) -> int:
         """Drain the queue, then tick: what the worker loop does, once (for tests)."""
         n = 0
@@ -54,4 +58,4 @@ def build_worker(url: str, *, rules: Path | None = None, routes: Path | None = N
                  batch_size: int = 500) -> Worker:
     service = AlertService(load_ruleset(rules), load_routing(routes), batch_size=batch_size)
     return Worker(url, service.engine, poll_interval=poll_interval, tick=service.tick,
-                  tick_interval=tick_interval)
+                  tick_interval=tick_interval, after_changes=service.deliver)

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import psycopg
 
 from alerts.evaluators import evaluate
@@ -47,6 +48,13 @@ Clock = Callable[[], datetime]
 #: (conn, patient_id, rule, severity, at) -> (team_id, route detail)
 Router = Callable[[psycopg.Connection[Any], int, Rule, str, datetime],
                   tuple[str | None, dict[str, Any] | None]]
+
+
+def use_orjson(conn: psycopg.Connection[Any]) -> None:
+    """Parse json/jsonb with orjson on this connection (readings' values are jsonb)."""
+    from psycopg.types.json import set_json_loads
+
+    set_json_loads(orjson.loads, conn)
 
 
 def utcnow() -> datetime:
@@ -148,8 +156,10 @@ class AlertEngine:
                active: set[str]) -> AlertChange | None:
         if finding is None:
             return None
+        if not finding.firing and (rule.id not in active or not rule.auto_resolve):
+            return None  # nothing active to clear: no round trip
         team_id, route = (None, None)
-        if finding.firing:
+        if finding.firing and rule.id not in active:  # a new alert: where does it go?
             team_id, route = self.router(conn, pid, rule,
                                          str(finding.severity or rule.severity), now)
         inhibited = self.ruleset.inhibited_by(rule, patient_status=patient_status,
@@ -251,25 +261,37 @@ class Worker:
     poll_interval: float = 1.0
     tick: Callable[[psycopg.Connection[Any], datetime], object] | None = None
     tick_interval: float = 5.0
+    #: Run after a batch that changed alerts (deliver their notifications at once).
+    after_changes: Callable[[psycopg.Connection[Any], datetime], object] | None = None
     stop_event: threading.Event = field(default_factory=threading.Event)
     evaluated: int = 0
 
     def run(self) -> None:
         with psycopg.connect(self.url, autocommit=True) as listen_conn, \
                 psycopg.connect(self.url, autocommit=True) as conn:
+            use_orjson(conn)
             listen_conn.execute("LISTEN evaluation_queue")
             log.info("alert engine listening (poll every %.1fs)", self.poll_interval)
             last_tick = 0.0
             while not self.stop_event.is_set():
                 changed = False
                 while True:
+                    started = time.perf_counter()
                     batch = self.engine.process_batch(conn)
+                    if batch.readings:
+                        log.debug("batch: %d readings, %d alert changes, %.1f ms",
+                                  batch.readings, len(batch.changes),
+                                  (time.perf_counter() - started) * 1000)
                     self.evaluated += batch.readings
                     changed = changed or bool(batch.changes)
                     if batch.readings < self.engine.batch_size:
                         break
-                if self.tick is not None and (
-                        changed or time.monotonic() - last_tick >= self.tick_interval):
+                if changed and self.after_changes is not None:
+                    try:
+                        self.after_changes(conn, self.engine.clock())
+                    except Exception:
+                        log.exception("delivery after a batch failed; the tick retries")
+                if self.tick is not None and time.monotonic() - last_tick >= self.tick_interval:
                     last_tick = time.monotonic()
                     try:
                         self.tick(conn, self.engine.clock())

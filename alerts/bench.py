@@ -1,0 +1,259 @@
+"""``homeward bench alerts``: how fast the alert engine evaluates, and how soon an alert follows
+its reading's commit, measured through a real ``homeward alerts`` process and PostgreSQL.
+
+1. Throughput: ``readings`` ordinary readings (blood pressure, SpO2, temperature, weight,
+   spread over ``patients`` and a week of history) are stored and queued first, then the
+   engine process starts and drains the queue; readings evaluated per second is the queue
+   drained divided by the time it took (from its first committed batch to empty).
+2. Latency: with the engine running and idle, readings are offered at ``rate`` per second
+   in transactions of 10 (as ingest commits them, with ``NOTIFY evaluation_queue``);
+   ``alerts`` of them raise a new alert.  The time from the reading's commit (client clock,
+   right after COMMIT returns) to the ``alert_event`` notification arriving at a listener
+   (same clock) is commit -> alert visible.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+
+KINDS = ("blood_pressure", "spo2", "temperature", "weight")
+
+
+def _values(kind: str, rng: random.Random) -> dict[str, float]:
+    if kind == "blood_pressure":
+        return {"systolic": rng.randint(112, 150), "diastolic": rng.randint(65, 84),
+                "pulse_rate": rng.randint(55, 88)}
+    if kind == "spo2":
+        return {"spo2": rng.randint(96, 99), "pulse_rate": rng.randint(55, 88)}
+    if kind == "temperature":
+        return {"body_temperature": round(rng.uniform(36.2, 37.6), 1)}
+    return {"body_weight": round(rng.uniform(70.0, 70.8), 1)}
+
+
+def _seed(conn: psycopg.Connection[Any], patients: int, now: datetime) -> list[int]:
+    conn.execute("INSERT INTO organisation (name) VALUES ('Bench Trust')")
+    kinds = ("district_nursing", "copd", "heart_failure", "out_of_hours")
+    for n, kind in enumerate(kinds):
+        conn.execute("INSERT INTO team (id, organisation_id, name, kind) SELECT %s, id, %s, %s"
+                     " FROM organisation", (kind.replace("_", "-"), kind, kind))
+        conn.execute("INSERT INTO clinician (username, display_name) VALUES (%s, %s)",
+                     (f"nurse{n}", f"Nurse {n}"))
+        conn.execute("INSERT INTO rota_shift (team_id, clinician_id, starts_at, ends_at)"
+                     " SELECT %s, id, %s, %s FROM clinician WHERE username = %s",
+                     (kind.replace("_", "-"), now - timedelta(days=30), now + timedelta(days=30),
+                      f"nurse{n}"))
+    rows = conn.execute(
+        "INSERT INTO patient (display_name) SELECT 'Patient ' || g FROM generate_series(1, %s) g"
+        " RETURNING id", (patients,)).fetchall()
+    pids = [int(r[0]) for r in rows]
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO patient_team (patient_id, team_id) VALUES (%s, %s)",
+                        [(p, ("district-nursing", "copd", "heart-failure")[p % 3]) for p in pids])
+        cur.executemany("INSERT INTO hub (id) VALUES (%s)", [(f"hub-{p}",) for p in pids])
+        cur.executemany("INSERT INTO enrolment (hub_id, patient_id, valid_from) VALUES"
+                        " (%s, %s, %s)", [(f"hub-{p}", p, now - timedelta(days=60))
+                                          for p in pids])
+    return pids
+
+
+def _load_readings(conn: psycopg.Connection[Any], pids: list[int], n: int, now: datetime,
+                   rng: random.Random) -> None:
+    start = now - timedelta(days=7)
+    step = timedelta(days=7) / max(n // max(len(pids), 1), 1)
+    with conn.transaction(), conn.cursor() as cur:
+        with cur.copy('COPY reading (id, taken_at, kind, hub_id, patient_id, device, "values",'
+                      " received_at) FROM STDIN") as copy:
+            for i in range(n):
+                pid = pids[i % len(pids)]
+                kind = KINDS[(i // len(pids)) % len(KINDS)]
+                taken = start + step * (i // len(pids)) + timedelta(seconds=rng.random())
+                copy.write_row((uuid.uuid4(), taken, kind, f"hub-{pid}", pid, "AA:BB",
+                                orjson.dumps(_values(kind, rng)).decode(), now))
+        cur.execute("INSERT INTO evaluation_queue (reading_id, taken_at, patient_id, kind)"
+                    " SELECT id, taken_at, patient_id, kind FROM reading ORDER BY taken_at")
+
+
+def _start_engine(url: str, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "homeward", "alerts", "--database-url",
+                                 url, "--poll", "0.5", "--tick", "3600"],
+                                stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, "HOMEWARD_SMTP_PORT": "1"})
+
+
+def _queue(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("SELECT count(*) FROM evaluation_queue").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def run_bench(*, readings: int, patients: int, alerts: int, rate: float,
+              database_url: str | None, echo: Callable[[str], None]) -> dict[str, Any]:
+    from homeward.services import PostgresServer
+    from server.migrate import migrate
+
+    rng = random.Random(4)  # noqa: S311 -- test data, not secrets
+    now = datetime.now(UTC)
+    with tempfile.TemporaryDirectory() as tmp:
+        pg = None
+        if database_url is None:
+            pg = PostgresServer(Path(tmp) / "pg", durable=True)
+            pg.start()
+            url = pg.create_database("bench")
+        else:
+            url = database_url
+        engine: subprocess.Popen[bytes] | None = None
+        try:
+            migrate(url)
+            with psycopg.connect(url, autocommit=True) as conn:
+                pids = _seed(conn, patients + alerts, now)
+                _load_readings(conn, pids[:patients], readings, now, rng)
+                initial = _queue(conn)
+                engine_log = Path(tmp) / "engine.log"
+                engine = _start_engine(url, engine_log)
+                first: tuple[float, int] | None = None
+                deadline = time.monotonic() + 600
+                while time.monotonic() < deadline:
+                    left = _queue(conn)
+                    t = time.monotonic()
+                    if first is None and left < initial:
+                        first = (t, left)
+                    if left == 0:
+                        break
+                    if engine.poll() is not None:
+                        raise RuntimeError("the alert engine exited: "
+                                           + engine_log.read_text()[-2000:])
+                    time.sleep(0.02)
+                assert first is not None
+                drained_s = t - first[0]
+                throughput = first[1] / drained_s if drained_s > 0 else float("inf")
+                opened_bulk = conn.execute("SELECT count(*) FROM alert").fetchone()
+
+                latencies = _latency_run(url, conn, pids[patients:], rate, rng)
+            result = {
+                "readings": readings, "patients": patients,
+                "evaluated_per_s": round(throughput, 1),
+                "alerts_from_bulk": int(opened_bulk[0]) if opened_bulk else 0,
+                "latency_alerts": len(latencies),
+                "commit_to_alert_p50_ms": round(_percentile(latencies, 0.5) * 1000, 1),
+                "commit_to_alert_p99_ms": round(_percentile(latencies, 0.99) * 1000, 1),
+                "commit_to_alert_max_ms": round(max(latencies) * 1000, 1),
+                "python": f"{platform.python_implementation()} {platform.python_version()} "
+                          f"({sys.executable})",
+                "timescaledb": bool(pg.timescaledb) if pg is not None else None,
+            }
+            echo(f"homeward bench alerts --readings {readings} --patients {patients} "
+                 f"--alerts {alerts} --rate {rate:g}")
+            echo(f"  evaluated: {result['evaluated_per_s']:,} readings/s "
+                 f"({first[1]:,} readings drained in {drained_s:.2f} s, 9 rules, "
+                 f"{result['alerts_from_bulk']} alerts raised)")
+            echo(f"  commit -> alert visible ({len(latencies)} alerts at {rate:g} readings/s "
+                 f"offered): p50 {result['commit_to_alert_p50_ms']} ms, "
+                 f"p99 {result['commit_to_alert_p99_ms']} ms, "
+                 f"max {result['commit_to_alert_max_ms']} ms")
+            echo(f"  {result['python']}; PostgreSQL "
+                 + ("private, durable (fsync on)" if pg is not None else "given")
+                 + (", TimescaleDB" if result["timescaledb"] else ""))
+            if os.environ.get("HOMEWARD_ALERTS_DEBUG"):
+                Path("bench-alerts-engine.log").write_text(engine_log.read_text())
+            return result
+        finally:
+            if engine is not None:
+                engine.send_signal(signal.SIGTERM)
+                try:
+                    engine.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    engine.kill()
+                    engine.wait()
+            if pg is not None:
+                pg.stop()
+
+
+def _latency_run(url: str, conn: psycopg.Connection[Any], alert_pids: list[int], rate: float,
+                 rng: random.Random) -> list[float]:
+    committed: dict[int, float] = {}
+    seen: dict[int, float] = {}
+    ready = threading.Event()
+    done = threading.Event()
+
+    def listen() -> None:
+        with psycopg.connect(url, autocommit=True) as lconn:
+            lconn.execute("LISTEN alert_event")
+            ready.set()
+            while not done.is_set():
+                for n in lconn.notifies(timeout=0.2):
+                    at = time.time()
+                    payload = orjson.loads(n.payload)
+                    if payload.get("event") == "opened" and payload.get("patient_id"):
+                        seen.setdefault(int(payload["patient_id"]), at)
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    ready.wait(10)
+    normal_pids = [int(r[0]) for r in conn.execute(
+        "SELECT id FROM patient WHERE id <> ALL(%s) ORDER BY id LIMIT 200",
+        (alert_pids,)).fetchall()]
+    per_tx = 10
+    total = max(len(alert_pids) * 10, per_tx)
+    alert_every = total // max(len(alert_pids), 1)
+    started = time.monotonic()
+    queue = list(alert_pids)
+    for i in range(0, total, per_tx):
+        target = started + i / rate
+        delay = target - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        tx_alerts: list[int] = []
+        with conn.transaction():
+            for j in range(i, i + per_tx):
+                taken = datetime.now(UTC)
+                if j % alert_every == 0 and queue:
+                    pid = queue.pop()
+                    kind = "blood_pressure"
+                    values: dict[str, float] = {"systolic": 200, "diastolic": 100}
+                    tx_alerts.append(pid)
+                else:
+                    pid = normal_pids[j % len(normal_pids)]
+                    kind = KINDS[j % len(KINDS)]
+                    values = _values(kind, rng)
+                rid = uuid.uuid4()
+                conn.execute('INSERT INTO reading (id, taken_at, kind, hub_id, patient_id, device,'
+                             ' "values", received_at) VALUES (%s, %s, %s, %s, %s, %s,'
+                             " %s::jsonb, now())", (rid, taken, kind, f"hub-{pid}", pid, "AA:BB",
+                                                    orjson.dumps(values).decode()))
+                conn.execute("INSERT INTO evaluation_queue (reading_id, taken_at, patient_id,"
+                             " kind) VALUES (%s, %s, %s, %s)", (rid, taken, pid, kind))
+            conn.execute("NOTIFY evaluation_queue")
+        t = time.time()
+        for pid in tx_alerts:
+            committed[pid] = t
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(seen) < len(committed):
+        time.sleep(0.05)
+    done.set()
+    listener.join(5)
+    missing = set(committed) - set(seen)
+    if missing:
+        raise RuntimeError(f"{len(missing)} alerts never became visible")
+    return [max(seen[p] - committed[p], 0.0) for p in committed]
