@@ -101,17 +101,20 @@ def client(world: World, mosquitto: MosquittoServer) -> Iterator[httpx.Client]:
         yield c
 
 
-@pytest.mark.parametrize(("method", "path"), [
+PROTECTED = [  # every API call but /health needs credentials
     ("GET", "/api/alerts"), ("GET", "/api/alerts/1"), ("POST", "/api/alerts/1/acknowledge"),
-    ("GET", "/api/patients/1/readings"), ("GET", "/api/quarantine"), ("GET", "/api/hubs"),
-    ("GET", "/api/alerts/stream"),
-])
-def test_every_api_call_needs_a_valid_token(client: httpx.Client, method: str, path: str) -> None:
-    for headers in ({"Authorization": ""}, {"Authorization": "Bearer not-a-token"}):
-        response = client.request(method, path, headers=headers)
-        assert response.status_code == 401, response.text
-        assert response.headers["www-authenticate"] == "Bearer"
-        assert "authentication required" in response.json()["detail"]
+    ("POST", "/api/alerts/1/resolve"), ("GET", "/api/patients/1/readings"),
+    ("GET", "/api/quarantine"), ("GET", "/api/hubs"), ("GET", "/api/alerts/stream"),
+]
+
+
+def test_every_api_call_needs_a_valid_token(client: httpx.Client) -> None:
+    for method, path in PROTECTED:
+        for headers in ({"Authorization": ""}, {"Authorization": "Bearer not-a-token"}):
+            response = client.request(method, path, headers=headers)
+            assert response.status_code == 401, (method, path, response.text)
+            assert response.headers["www-authenticate"] == "Bearer"
+            assert "authentication required" in response.json()["detail"]
 
 
 def test_readings_over_a_time_range(client: httpx.Client, world: World) -> None:
