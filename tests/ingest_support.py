@@ -64,3 +64,10 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, step: float = 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s (last value {value!r})")
         time.sleep(step)
+
+
+def one(cursor: Any) -> tuple[Any, ...]:
+    """The single row a query returns (fails the test when there is none)."""
+    row = cursor.fetchone()
+    assert row is not None, "the query returned no row"
+    return tuple(row)

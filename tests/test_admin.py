@@ -10,6 +10,7 @@ import pytest
 
 from server import admin
 from server.auth import sign_session, verify_password, verify_session
+from tests.ingest_support import one
 
 pytestmark = pytest.mark.integration
 
@@ -22,14 +23,13 @@ def test_clinician_token_is_returned_once_and_stored_hashed(db_url: str) -> None
         admin.create_team(conn, team_id="copd", organisation_id=org, name="COPD", kind="copd")
         made = admin.create_clinician(conn, username="sam", display_name="Sam", teams=["copd"],
                                       password="s3cret pass")
-        token_hash, password_hash = conn.execute(
-            "SELECT api_token_hash, password_hash FROM clinician WHERE id = %s",
-            (made.id,)).fetchone()
+        token_hash, password_hash = one(conn.execute(
+            "SELECT api_token_hash, password_hash FROM clinician WHERE id = %s", (made.id,)))
         teams = conn.execute("SELECT team_id FROM team_member WHERE clinician_id = %s",
                              (made.id,)).fetchall()
         rotated = admin.rotate_api_token(conn, clinician_id=made.id)
-        new_hash = conn.execute("SELECT api_token_hash FROM clinician WHERE id = %s",
-                                (made.id,)).fetchone()[0]
+        new_hash = one(conn.execute("SELECT api_token_hash FROM clinician WHERE id = %s",
+                                    (made.id,)))[0]
     assert len(made.api_token) >= 40
     assert token_hash == hashlib.sha256(made.api_token.encode()).hexdigest()
     assert made.api_token not in password_hash

@@ -44,6 +44,7 @@ def _insert_alert(conn: psycopg.Connection, patient: int, *, severity: str = "re
         " updated_at, last_triggered_at) VALUES (%s, %s, '{}', %s, %s, 'heart-failure',"
         " now(), now(), now()) RETURNING id",
         (patient, rule, severity, f"{rule} for patient {patient}")).fetchone()
+    assert row is not None
     return int(row[0])
 
 

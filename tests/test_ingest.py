@@ -21,7 +21,7 @@ from server import admin
 from server.hub_config import publish_hub_config
 from server.ingest import Ingest, IngestConfig
 from server.migrate import migrate
-from tests.ingest_support import Publisher, reading, wait_for
+from tests.ingest_support import Publisher, one, reading, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -145,9 +145,10 @@ def test_readings_go_to_the_patient_enrolled_when_they_were_taken(
     publisher.publish(readings_topic("hub-unknown"), stranger)
     wait_for(lambda: scalar(db_url, "SELECT count(*) FROM reading") == 6)
     with psycopg.connect(db_url) as conn:
-        got = dict(conn.execute("SELECT id::text, patient_id FROM reading").fetchall())
-        queued = dict(conn.execute("SELECT reading_id::text, patient_id"
-                                   " FROM evaluation_queue").fetchall())
+        got: dict[str, int | None] = dict(
+            conn.execute("SELECT id::text, patient_id FROM reading").fetchall())
+        queued: dict[str, int | None] = dict(
+            conn.execute("SELECT reading_id::text, patient_id FROM evaluation_queue").fetchall())
     assert [got[i["id"]] for i in items] == [expected for _, expected in cases]
     assert got[stranger["id"]] is None  # an unknown hub's reading is kept, unattributed
     assert queued == got
@@ -179,8 +180,8 @@ def test_hub_status_updates_the_hub(db_url: str, ingest: Ingest, publisher: Publ
     publisher.publish(status_topic("hub-s"), b'{"state": "sleeping"}')
     wait_for(lambda: scalar(db_url, "SELECT count(*) FROM quarantine") == 1)
     with psycopg.connect(db_url) as conn:
-        last_status, last_seen = conn.execute(
-            "SELECT last_status, last_seen_at FROM hub WHERE id = 'hub-s'").fetchone()
+        last_status, last_seen = one(conn.execute(
+            "SELECT last_status, last_seen_at FROM hub WHERE id = 'hub-s'"))
     assert last_status["state"] == "offline"
     assert last_seen is not None
     assert "invalid hub status" in str(scalar(db_url, "SELECT reason FROM quarantine"))
@@ -204,7 +205,7 @@ def test_paired_devices_are_published_as_the_hubs_retained_config(
     sub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
 
     def on_message(c: mqtt.Client, u: object, m: mqtt.MQTTMessage) -> None:
-        got.append(m.payload)
+        got.append(bytes(m.payload))
         done.set()
 
     sub.on_connect = lambda c, u, f, rc, p: c.subscribe(config_topic("hub-c"), qos=1)

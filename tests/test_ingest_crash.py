@@ -24,7 +24,7 @@ import pytest
 
 from homeward.services import MosquittoServer
 from homeward.wire import readings_topic
-from tests.ingest_support import Publisher, reading, wait_for
+from tests.ingest_support import Publisher, one, reading, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -110,8 +110,10 @@ def test_sigkill_under_load_loses_nothing_and_duplicates_nothing(
     for _ in range(2):
         # Kill while readings are arriving (some stored and unacked, some in flight).
         before = count(db_url, "SELECT count(*) FROM reading")
-        wait_for(lambda b=before: count(db_url, "SELECT count(*) FROM reading") > b + 1000,
-                 timeout=30)
+        def grew(b: int = before) -> bool:
+            return count(db_url, "SELECT count(*) FROM reading") > b + 1000
+
+        wait_for(grew, timeout=30)
         ingest_process.kill()
         time.sleep(0.3)
         ingest_process.start()
@@ -123,10 +125,9 @@ def test_sigkill_under_load_loses_nothing_and_duplicates_nothing(
     wait_for(lambda: count(db_url, "SELECT count(*) FROM reading") >= expected, timeout=60)
     time.sleep(0.5)  # anything still to come would be a duplicate
     with psycopg.connect(db_url) as conn:
-        total, distinct = conn.execute("SELECT count(*), count(DISTINCT id) FROM reading"
-                                       ).fetchone()
-        queued, queued_distinct = conn.execute(
-            "SELECT count(*), count(DISTINCT reading_id) FROM evaluation_queue").fetchone()
+        total, distinct = one(conn.execute("SELECT count(*), count(DISTINCT id) FROM reading"))
+        queued, queued_distinct = one(conn.execute(
+            "SELECT count(*), count(DISTINCT reading_id) FROM evaluation_queue"))
         stored_ids = {str(r[0]) for r in conn.execute("SELECT id FROM reading")}
     assert total == distinct == expected
     assert queued == queued_distinct == expected
