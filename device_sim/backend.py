@@ -12,6 +12,10 @@ code.  The GATT tree is built from the device's profile table with bleak's own
 Errors are bleak's: a device out of range raises ``BleakDeviceNotFoundError``,
 a dropped link ``BleakError("Not connected")``, an ATT error response
 ``BleakGATTProtocolError(code)``.
+
+When ``sim_radio`` is a URL (``tcp://HOST:PORT/RADIO`` or ``unix:///PATH#RADIO``)
+the radio lives in another process (``homeward sim devices``): both classes
+then construct their thin proxies from ``device_sim.remote_client`` instead.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from bleak.exc import BleakDeviceNotFoundError, BleakError, BleakGATTProtocolErr
 from device_sim import profiles
 from device_sim.peripheral import AttError, ConnectRefused, Link, LinkLost, VirtualPeripheral
 from device_sim.radio import DEFAULT_RADIO, VirtualRadio
+from device_sim.remote_protocol import is_remote
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -54,6 +59,13 @@ class SimDeviceDetails:
 
 class SimBleakScanner(BaseBleakScanner):
     """Hears the advertisements of one virtual radio's in-range, unconnected devices."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> SimBleakScanner:
+        if cls is SimBleakScanner and is_remote(kwargs.get("sim_radio")):
+            from device_sim.remote_client import RemoteBleakScanner
+
+            return super().__new__(RemoteBleakScanner)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -136,6 +148,18 @@ def _uuid16(characteristic: BleakGATTCharacteristic) -> int:
 
 class SimBleakClient(BaseBleakClient):
     """A connection to one virtual device on the radio named by ``sim_radio``."""
+
+    def __new__(cls, address_or_ble_device: BLEDevice | str, *args: Any, **kwargs: Any
+                ) -> SimBleakClient:
+        radio = kwargs.get("sim_radio")
+        if radio is None and isinstance(address_or_ble_device, BLEDevice) and isinstance(
+                address_or_ble_device.details, SimDeviceDetails):
+            radio = address_or_ble_device.details.radio_id
+        if cls is SimBleakClient and is_remote(radio):
+            from device_sim.remote_client import RemoteBleakClient
+
+            return super().__new__(RemoteBleakClient)
+        return super().__new__(cls)
 
     def __init__(
         self,

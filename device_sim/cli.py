@@ -1,8 +1,13 @@
-"""Simulator commands: ``homeward sim watch`` and ``homeward bench sim-racp``."""
+"""Simulator commands: ``homeward sim watch``, ``homeward sim devices`` and
+``homeward bench sim-racp``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from device_sim.remote_devices import FAULT_HELP
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
@@ -28,6 +33,66 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         asyncio.run(_watch({"blood_pressure": blood_pressure, "spo2": spo2,
                             "temperature": temperature, "weight": weight, "glucose": glucose},
                            stored, deteriorating, every, seconds, seed))
+
+    @sim.command("devices")
+    def devices(
+        listen: str = typer.Option(
+            None, help="Serve on HOST:PORT (default 127.0.0.1:0, any free port; the port "
+            "chosen is printed and announced)."),
+        socket: Path | None = typer.Option(
+            None, "--socket", help="Serve on this Unix socket instead of TCP."),
+        radio: str = typer.Option("hub-1", help="Radio id: the edge names it in --sim-radio."),
+        blood_pressure: int = typer.Option(None, min=0, help="cuffs"),
+        spo2: int = typer.Option(None, min=0, help="pulse oximeters"),
+        temperature: int = typer.Option(None, min=0, help="thermometers"),
+        weight: int = typer.Option(None, min=0, help="scales"),
+        glucose: int = typer.Option(None, min=0, help="glucose meters"),
+        deteriorating: bool = typer.Option(False, help="patients get worse, reading by reading"),
+        every: float = typer.Option(10.0, min=0.0,
+                                    help="seconds between readings on each device; 0: none"),
+        stored: int = typer.Option(0, min=0, help="stored records per device at start"),
+        fault: list[str] = typer.Option([], help=FAULT_HELP),
+        seed: int = typer.Option(0, help="same seed, same addresses and readings"),
+        announce: Path | None = typer.Option(
+            None, help="Also write the address and the devices to this JSON file "
+            "(removed on exit)."),
+        log_level: str = typer.Option("WARNING", help="DEBUG, INFO, WARNING or ERROR."),
+    ) -> None:
+        """Serve virtual devices to an edge agent in ANOTHER process, over a local socket.
+
+        With no device counts: one device of each kind.  Connect the edge with
+        `homeward edge --ble sim --sim-radio tcp://HOST:PORT/RADIO` (or unix:///PATH#RADIO).
+        """
+        import asyncio
+        import logging
+
+        from device_sim.remote_devices import DevicesPlan, parse_fault, parse_listen, serve_devices
+        from device_sim.remote_protocol import RadioAddress
+        from homeward.kinds import Kind
+
+        logging.basicConfig(level=log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if listen is not None and socket is not None:
+            raise typer.BadParameter("give --listen or --socket, not both")
+        try:
+            address = (RadioAddress("unix", radio, path=str(socket.absolute()))
+                       if socket is not None else parse_listen(listen or "127.0.0.1:0"))
+            faults = [parse_fault(f) for f in fault]
+        except ValueError as err:
+            raise typer.BadParameter(str(err)) from None
+        given = {Kind.BLOOD_PRESSURE: blood_pressure, Kind.SPO2: spo2,
+                 Kind.TEMPERATURE: temperature, Kind.WEIGHT: weight, Kind.GLUCOSE: glucose}
+        everything = all(n is None for n in given.values())
+        counts = {kind: 1 if everything else (n or 0) for kind, n in given.items()}
+        if not any(counts.values()):
+            raise typer.BadParameter("no devices: give at least one count above 0")
+        plan = DevicesPlan(radio, address, counts, deteriorating=deteriorating, every_s=every,
+                           stored=stored, faults=faults, seed=seed, announce=announce)
+        try:
+            asyncio.run(serve_devices(plan, typer.echo))
+        except OSError as err:
+            typer.echo(f"cannot serve on {address}: {err.strerror or err}", err=True)
+            raise typer.Exit(2) from err
 
     @bench.command("sim-racp")
     def bench_racp(records: int = typer.Option(2000, min=1, max=65000)) -> None:
