@@ -6,9 +6,7 @@ A real paho client against the real broker (no mocks): what a server sees.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,15 +23,6 @@ T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 def make_reading(device: str = "AA:01", n: int = 0) -> Reading:
     return Reading(id=uuid.uuid4(), kind=Kind.SPO2, taken_at=T0 + timedelta(seconds=n),
                    device=device, values={"spo2": 97, "pulse_rate": 60 + n % 40})
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
 
 
 class Subscriber:

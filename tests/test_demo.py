@@ -12,7 +12,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,18 +22,9 @@ import pytest
 
 from homeward.services import free_port
 from homeward.services.common import wait_for_port
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
-
-
-def _wait(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"{what} did not happen within {timeout} s")
 
 
 def test_demo_end_to_end_with_mosquitto_pub(tmp_path: Path) -> None:
@@ -46,7 +36,7 @@ def test_demo_end_to_end_with_mosquitto_pub(tmp_path: Path) -> None:
          str(api_port), "--interval", "1", "--no-live"],
         stdout=log, stderr=subprocess.STDOUT)
     try:
-        info = _wait(lambda: (state / "demo.json").exists()
+        info = wait_for(lambda: (state / "demo.json").exists()
                      and json.loads((state / "demo.json").read_text()), 90, "demo.json")
         auth = {"Authorization": f"Bearer {info['clinician']['api_token']}"}
 
@@ -58,7 +48,7 @@ def test_demo_end_to_end_with_mosquitto_pub(tmp_path: Path) -> None:
 
         # The deteriorating patient of the first home raises an alert on its own.
         first = info["hubs"][0]["patient_id"]
-        _wait(lambda: alerts_for(first), 60, "the deteriorating patient's alert")
+        wait_for(lambda: alerts_for(first), 60, "the deteriorating patient's alert")
 
         # A tester's reading, in the DESIGN.md format, from any MQTT client.
         spare = info["spare_hub"]
@@ -70,7 +60,7 @@ def test_demo_end_to_end_with_mosquitto_pub(tmp_path: Path) -> None:
              "-u", spare["username"], "-P", spare["password"], "-q", "1",
              "-t", spare["readings_topic"], "-m", json.dumps(reading)],
             check=True, timeout=10)
-        (alert,) = _wait(lambda: alerts_for(spare["patient_id"]), 30, "the spare hub's alert")
+        (alert,) = wait_for(lambda: alerts_for(spare["patient_id"]), 30, "the spare hub's alert")
         assert alert["severity"] == "red"
         assert [r["id"] for r in alert["readings"]] == [reading["id"]]
 

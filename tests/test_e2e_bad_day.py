@@ -18,8 +18,8 @@ import psycopg
 import pytest
 
 from homeward.supervisor import Child
-from tests.edge_mqtt_support import wait_for
 from tests.test_edge_agent_outage import AgentProcess, produced_ids
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 

@@ -22,7 +22,8 @@ from edge.settings import EdgeSettings
 from homeward.kinds import Kind
 from homeward.services import MosquittoServer
 from homeward.wire import HubConfig, HubStatus, PairedDevice, config_topic
-from tests.edge_mqtt_support import Subscriber, wait_for
+from tests.edge_mqtt_support import Subscriber
+from tests.waiting import wait_for
 
 LONDON = ZoneInfo("Europe/London")
 

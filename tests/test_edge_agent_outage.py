@@ -25,7 +25,8 @@ import pytest
 
 from edge.outbox import Outbox
 from homeward.services import MosquittoServer
-from tests.edge_mqtt_support import Subscriber, wait_for
+from tests.edge_mqtt_support import Subscriber
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -22,7 +22,8 @@ from edge.settings import EdgeSettings
 from homeward.kinds import Kind
 from homeward.services import MosquittoServer
 from homeward.wire import PairedDevice
-from tests.edge_mqtt_support import Subscriber, wait_for
+from tests.edge_mqtt_support import Subscriber
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 

@@ -22,7 +22,8 @@ from homeward.kinds import Kind
 from homeward.services import MosquittoServer
 from homeward.services.mosquitto import default_acl
 from homeward.wire import DeviceState, HubConfig, HubStatus, PairedDevice, config_topic
-from tests.edge_mqtt_support import Subscriber, make_reading, wait_for
+from tests.edge_mqtt_support import Subscriber, make_reading
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -21,7 +21,8 @@ from server import admin
 from server.hub_config import publish_hub_config
 from server.ingest import Ingest, IngestConfig
 from server.migrate import migrate
-from tests.ingest_support import Publisher, one, reading, wait_for
+from tests.ingest_support import Publisher, one, reading
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,8 @@ import pytest
 
 from homeward.services import MosquittoServer
 from homeward.wire import readings_topic
-from tests.ingest_support import Publisher, one, reading, wait_for
+from tests.ingest_support import Publisher, one, reading
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
