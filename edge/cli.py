@@ -19,6 +19,14 @@ if TYPE_CHECKING:
     from homeward.wire import PairedDevice
 
 BLE_HELP = "Bluetooth backend: 'bleak' (this machine's adapter) or 'sim' (virtual devices)."
+SIM_RADIO_HELP = ("--ble sim: the virtual radio. Default: one made in this process for the hub. "
+                  "A radio served by `homeward sim devices` in another process: "
+                  "tcp://HOST:PORT/RADIO or unix:///PATH#RADIO.")
+
+
+def _is_remote_radio(sim_radio: str | None) -> bool:
+    """A URL names a radio in another process (device_sim.remote_protocol); no import here."""
+    return sim_radio is not None and "://" in sim_radio
 StateDir = Annotated[Path | None, typer.Option(
     help="The hub's state folder. Default: HOMEWARD_EDGE_STATE_DIR/<hub id>.")]
 
@@ -76,6 +84,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         port: int = typer.Option(None, help="Broker port. Default: HOMEWARD_MQTT_PORT."),
         sim_every: float = typer.Option(30.0, min=0.1,
                                         help="--ble sim: seconds between virtual readings."),
+        sim_radio: str = typer.Option(None, "--sim-radio", help=SIM_RADIO_HELP),
         log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ERROR."),
     ) -> None:
         """Run the hub agent (real Bluetooth by default; --ble sim for virtual devices)."""
@@ -91,7 +100,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             raise typer.BadParameter("set --hub-id or HOMEWARD_HUB_ID (the hub's MQTT username)")
         backend = ble or _settings().ble_backend
         asyncio.run(_run_agent(hub, _state_dir(state_dir, hub), _broker(host, port, hub),
-                               backend, sim_every))
+                               backend, sim_every, sim_radio))
 
     @edge.command("pair")
     def pair(
@@ -100,6 +109,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         state_dir: StateDir = None,
         seconds: float = typer.Option(10.0, min=1.0, help="How long to scan."),
         address: str = typer.Option(None, help="Pair this address without asking."),
+        sim_radio: str = typer.Option(None, "--sim-radio", help=SIM_RADIO_HELP),
     ) -> None:
         """Scan for health devices by service UUID and pair one with this hub."""
         import asyncio
@@ -112,14 +122,16 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         folder = _state_dir(state_dir, hub_id or _settings().hub_id)
         paired = load_paired(folder)
         backend_name = ble or _settings().ble_backend
-        radio = _sim_radio(hub, []) if backend_name == "sim" else None
+        remote = _is_remote_radio(sim_radio)
+        radio = (_sim_radio(sim_radio or hub, [])
+                 if backend_name == "sim" and not remote else None)
         typer.echo("Wake the device up: take a reading, or hold its Bluetooth button until "
                    "its light flashes. Keep it within a few metres of the hub.")
         typer.echo(f"Scanning for {seconds:.0f} s for blood pressure monitors, pulse oximeters, "
                    "thermometers, scales and glucose meters...")
         try:
             found = asyncio.run(scan_for_new_devices(
-                seconds, backend=resolve_backend(backend_name, sim_radio=hub),
+                seconds, backend=resolve_backend(backend_name, sim_radio=sim_radio or hub),
                 exclude=[d.address for d in paired]))
         finally:
             if radio is not None:
@@ -213,7 +225,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 
 
 async def _run_agent(hub_id: str, state_dir: Path, broker: BrokerParams, backend: str,
-                     sim_every: float) -> None:
+                     sim_every: float, sim_radio: str | None = None) -> None:
     import asyncio
     import contextlib
     import signal
@@ -224,15 +236,17 @@ async def _run_agent(hub_id: str, state_dir: Path, broker: BrokerParams, backend
 
     devices: list[PairedDevice] = []
     radio = None
-    if backend == "sim":
+    if backend == "sim" and _is_remote_radio(sim_radio):
+        devices = load_paired(state_dir) or await _devices_on_remote_radio(str(sim_radio))
+    elif backend == "sim":
         devices = load_paired(state_dir)
-        radio = _sim_radio(hub_id, devices)
+        radio = _sim_radio(sim_radio or hub_id, devices)
         if not devices:
             from homeward.wire import PairedDevice
 
             devices = [PairedDevice(address=p.address, kind=p.kind) for p in radio]
     agent = EdgeAgent(hub_id=hub_id, state_dir=state_dir, broker=broker, ble_backend=backend,
-                      devices=devices)
+                      sim_radio=sim_radio, devices=devices)
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     if task is not None:
@@ -256,3 +270,23 @@ async def _run_agent(hub_id: str, state_dir: Path, broker: BrokerParams, backend
             driver.cancel()
         if radio is not None:
             radio.close()
+
+
+async def _devices_on_remote_radio(sim_radio: str, seconds: float = 2.0) -> list[PairedDevice]:
+    """No device paired yet: every health device the remote virtual radio advertises."""
+    from edge.ble import BleError, resolve_backend, scan_for_new_devices
+    from homeward.wire import PairedDevice
+
+    try:
+        found = await scan_for_new_devices(seconds, backend=resolve_backend(
+            "sim", sim_radio=sim_radio))
+    except (BleError, ValueError) as err:
+        typer.echo(f"Cannot use the virtual radio {sim_radio}: {err}", err=True)
+        raise typer.Exit(2) from err
+    if not found:
+        typer.echo(f"No virtual device heard on {sim_radio} (is `homeward sim devices` "
+                   "running there?).", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"Using the {len(found)} virtual devices on {sim_radio}: "
+               + ", ".join(f"{d.address} ({d.kind.value})" for d in found))
+    return [PairedDevice(address=d.address, kind=d.kind, name=d.name) for d in found]
