@@ -88,10 +88,12 @@ class RadioAddress:
     timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
 
     def __str__(self) -> str:
+        query = ("" if self.timeout_s == DEFAULT_REQUEST_TIMEOUT_S
+                 else f"?timeout={self.timeout_s:g}")
         if self.scheme == "unix":
-            return f"unix://{self.path}" + (f"#{self.radio}" if self.radio else "")
+            return f"unix://{self.path}{query}" + (f"#{self.radio}" if self.radio else "")
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"tcp://{host}:{self.port}" + (f"/{self.radio}" if self.radio else "")
+        return f"tcp://{host}:{self.port}" + (f"/{self.radio}" if self.radio else "") + query
 
 
 def is_remote(radio: object) -> bool:
