@@ -334,6 +334,7 @@ class RemoteBleakClient(SimBleakClient):
         self._name: str | None = None
         self._mtu = DEFAULT_MTU
         self._callbacks: dict[int, NotifyCallback] = {}
+        self._closing: asyncio.Task[None] | None = None
 
     @property
     def name(self) -> str:
@@ -378,7 +379,7 @@ class RemoteBleakClient(SimBleakClient):
         self._connected = False
         self._callbacks.clear()
         if self._channel is not None:
-            asyncio.get_running_loop().create_task(self._channel.close())
+            self._closing = asyncio.get_running_loop().create_task(self._channel.close())
         if self._disconnected_callback is not None:
             self._disconnected_callback()
 

@@ -23,14 +23,18 @@ from typing import Any
 import pytest
 from bleak import BleakClient, BleakScanner
 from bleak.exc import BleakDeviceNotFoundError, BleakError, BleakGATTProtocolError
+from typer.testing import CliRunner
 
 from device_sim.backend import SimBleakClient, SimBleakScanner
+from device_sim.faults import Fault
 from device_sim.remote_client import RadioControl, RemoteBleakClient
+from device_sim.remote_devices import FaultSpec, parse_fault
 from device_sim.remote_protocol import RadioAddress, parse_radio_url
 from edge.agent import EdgeAgent
 from edge.ble import BleTiming
 from edge.publisher import BrokerParams
 from edge.settings import EdgeSettings
+from homeward.cli import app as cli_app
 from homeward.kinds import Kind
 from homeward.services import MosquittoServer
 from homeward.wire import PairedDevice, Reading
@@ -205,6 +209,69 @@ def test_server_gone_is_a_disconnection_not_a_hang(tmp_path: Path, how: signal.S
             assert proc.returncode == 0
             assert not (tmp_path / "radio.sock").exists()
             assert not (tmp_path / "radio.json").exists()
+
+
+def test_a_server_that_stops_answering_is_a_disconnection_after_the_timeout(
+        tmp_path: Path) -> None:
+    with sim_devices(tmp_path, "--radio", "frozen", "--weight", "1", "--every", "0") as (
+            proc, announced):
+        url = announced["url"] + "?timeout=0.5"
+        address = announced["devices"][0]["address"]
+
+        async def scenario() -> None:
+            gone = asyncio.Event()
+            client = BleakClient(address, backend=SimBleakClient,
+                                 disconnected_callback=lambda _c: gone.set(), **on(url))
+            await client.connect()
+            os.kill(proc.pid, signal.SIGSTOP)  # alive, socket open, never answers
+            try:
+                started = time.monotonic()
+                with pytest.raises(BleakError, match=r"did not answer 'read' within 0\.5 s"):
+                    await client.read_gatt_char(uuid(0x2A19))
+                assert 0.4 < time.monotonic() - started < 2
+                assert gone.is_set() and not client.is_connected
+            finally:
+                os.kill(proc.pid, signal.SIGCONT)
+
+        run(scenario())
+
+
+# ---------------------------------------------------------------- command-line options
+
+
+@pytest.mark.parametrize(("text", "fault", "kind"), [
+    ("connect_fails:times=3", Fault("connect_fails", times=3), None),
+    ("disconnect_during_racp:after_records=50,kind=glucose",
+     Fault("disconnect_during_racp", after_records=50), Kind.GLUCOSE),
+    ("malformed_packet:payload=00ff", Fault("malformed_packet", payload=b"\x00\xff"), None),
+    ("slow_indications:delay_s=0.5,times=0", Fault("slow_indications", delay_s=0.5, times=0),
+     None),
+    ("low_battery", Fault("low_battery"), None),
+])
+def test_fault_option(text: str, fault: Fault, kind: Kind | None) -> None:
+    assert parse_fault(text) == FaultSpec(fault, kind)
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("bogus", "unknown fault 'bogus'"),
+    ("connect_fails:times", "is not key=value"),
+    ("connect_fails:tries=3", "unknown key 'tries'"),
+    ("connect_fails:times=three", "bad times"),
+    ("low_battery:kind=toaster", "kind must be one of"),
+])
+def test_bad_fault_option_says_why(text: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        parse_fault(text)
+
+
+def test_sim_devices_refuses_bad_options_with_a_reason() -> None:
+    for args, reason in [(["--listen", "nope"], "expected HOST:PORT"),
+                         (["--fault", "bogus"], "unknown fault"),
+                         (["--blood-pressure", "0"], "no devices"),
+                         (["--listen", "127.0.0.1:0", "--socket", "/tmp/x"], "not both")]:
+        result = CliRunner().invoke(cli_app, ["sim", "devices", *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert reason in " ".join(result.output.split()), (args, result.output)
 
 
 # ---------------------------------------------------------------- the edge agent
