@@ -168,6 +168,11 @@ class _Session:
             self.push({"id": request_id, "ok": False, "error": name, "message": text,
                        "code": code})
             return
+        except Exception as err:  # a simulator bug: answer it, keep serving
+            _LOGGER.exception("client %s: %r failed", self.peer, op)
+            self.push({"id": request_id, "ok": False, "error": "bleak",
+                       "message": f"simulator error: {err!r}", "code": None})
+            return
         self.push({"id": request_id, "ok": True, **(result or {})})
 
     async def _release(self) -> None:
