@@ -6,10 +6,11 @@ its reading's commit, measured through a real ``homeward alerts`` process and Po
    engine process starts and drains the queue; readings evaluated per second is the queue
    drained divided by the time it took (from its first committed batch to empty).
 2. Latency: with the engine running and idle, readings are offered at ``rate`` per second
-   in transactions of 10 (as ingest commits them, with ``NOTIFY evaluation_queue``);
-   ``alerts`` of them raise a new alert.  The time from the reading's commit (client clock,
-   right after COMMIT returns) to the ``alert_event`` notification arriving at a listener
-   (same clock) is commit -> alert visible.
+   for ``seconds`` in transactions of 10 (as ingest commits them, with
+   ``NOTIFY evaluation_queue``); one in ``alert_every`` raises a new alert.  The time
+   from the reading's commit (client clock, right after COMMIT returns) to the
+   ``alert_event`` notification arriving at a listener (same clock) is commit -> alert
+   visible.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def run_bench(*, readings: int, patients: int, alerts: int, rate: float,
+def run_bench(*, readings: int, patients: int, rate: float, seconds: float, alert_every: int,
               database_url: str | None, echo: Callable[[str], None]) -> dict[str, Any]:
     from homeward.services import PostgresServer
     from server.migrate import migrate
@@ -127,6 +128,8 @@ def run_bench(*, readings: int, patients: int, alerts: int, rate: float,
         try:
             migrate(url)
             with psycopg.connect(url, autocommit=True) as conn:
+                offered = max(int(rate * seconds), 10)
+                alerts = max(offered // alert_every, 1)
                 pids = _seed(conn, patients + alerts, now)
                 _load_readings(conn, pids[:patients], readings, now, rng)
                 initial = _queue(conn)
@@ -150,7 +153,13 @@ def run_bench(*, readings: int, patients: int, alerts: int, rate: float,
                 throughput = first[1] / drained_s if drained_s > 0 else float("inf")
                 opened_bulk = conn.execute("SELECT count(*) FROM alert").fetchone()
 
-                latencies = _latency_run(url, conn, pids[patients:], rate, rng)
+                try:
+                    latencies = _latency_run(url, conn, pids[patients:], rate, offered, rng)
+                except RuntimeError as err:
+                    engine.send_signal(signal.SIGUSR1)
+                    time.sleep(1)
+                    raise RuntimeError(f"{err}; engine log tail:\n"
+                                       + engine_log.read_text()[-3000:]) from None
             result = {
                 "readings": readings, "patients": patients,
                 "evaluated_per_s": round(throughput, 1),
@@ -164,12 +173,13 @@ def run_bench(*, readings: int, patients: int, alerts: int, rate: float,
                 "timescaledb": bool(pg.timescaledb) if pg is not None else None,
             }
             echo(f"homeward bench alerts --readings {readings} --patients {patients} "
-                 f"--alerts {alerts} --rate {rate:g}")
+                 f"--rate {rate:g} --seconds {seconds:g} --alert-every {alert_every}")
             echo(f"  evaluated: {result['evaluated_per_s']:,} readings/s "
                  f"({first[1]:,} readings drained in {drained_s:.2f} s, 9 rules, "
                  f"{result['alerts_from_bulk']} alerts raised)")
-            echo(f"  commit -> alert visible ({len(latencies)} alerts at {rate:g} readings/s "
-                 f"offered): p50 {result['commit_to_alert_p50_ms']} ms, "
+            echo(f"  commit -> alert visible ({len(latencies)} alerts among {offered:,} readings "
+                 f"offered at {rate:g}/s in transactions of 10): "
+                 f"p50 {result['commit_to_alert_p50_ms']} ms, "
                  f"p99 {result['commit_to_alert_p99_ms']} ms, "
                  f"max {result['commit_to_alert_max_ms']} ms")
             echo(f"  {result['python']}; PostgreSQL "
@@ -191,7 +201,7 @@ def run_bench(*, readings: int, patients: int, alerts: int, rate: float,
 
 
 def _latency_run(url: str, conn: psycopg.Connection[Any], alert_pids: list[int], rate: float,
-                 rng: random.Random) -> list[float]:
+                 total: int, rng: random.Random) -> list[float]:
     committed: dict[int, float] = {}
     seen: dict[int, float] = {}
     ready = threading.Event()
@@ -205,6 +215,8 @@ def _latency_run(url: str, conn: psycopg.Connection[Any], alert_pids: list[int],
                 for n in lconn.notifies(timeout=0.2):
                     at = time.time()
                     payload = orjson.loads(n.payload)
+                    if os.environ.get("HOMEWARD_BENCH_TRACE"):
+                        print("NOTIFY", n.payload, file=sys.stderr)
                     if payload.get("event") == "opened" and payload.get("patient_id"):
                         seen.setdefault(int(payload["patient_id"]), at)
 
@@ -215,7 +227,6 @@ def _latency_run(url: str, conn: psycopg.Connection[Any], alert_pids: list[int],
         "SELECT id FROM patient WHERE id <> ALL(%s) ORDER BY id LIMIT 200",
         (alert_pids,)).fetchall()]
     per_tx = 10
-    total = max(len(alert_pids) * 10, per_tx)
     alert_every = total // max(len(alert_pids), 1)
     started = time.monotonic()
     queue = list(alert_pids)
@@ -225,35 +236,42 @@ def _latency_run(url: str, conn: psycopg.Connection[Any], alert_pids: list[int],
         if delay > 0:
             time.sleep(delay)
         tx_alerts: list[int] = []
-        with conn.transaction():
-            for j in range(i, i + per_tx):
-                taken = datetime.now(UTC)
-                if j % alert_every == 0 and queue:
-                    pid = queue.pop()
-                    kind = "blood_pressure"
-                    values: dict[str, float] = {"systolic": 200, "diastolic": 100}
-                    tx_alerts.append(pid)
-                else:
-                    pid = normal_pids[j % len(normal_pids)]
-                    kind = KINDS[j % len(KINDS)]
-                    values = _values(kind, rng)
-                rid = uuid.uuid4()
-                conn.execute('INSERT INTO reading (id, taken_at, kind, hub_id, patient_id, device,'
-                             ' "values", received_at) VALUES (%s, %s, %s, %s, %s, %s,'
-                             " %s::jsonb, now())", (rid, taken, kind, f"hub-{pid}", pid, "AA:BB",
-                                                    orjson.dumps(values).decode()))
-                conn.execute("INSERT INTO evaluation_queue (reading_id, taken_at, patient_id,"
-                             " kind) VALUES (%s, %s, %s, %s)", (rid, taken, pid, kind))
-            conn.execute("NOTIFY evaluation_queue")
+        rows = []
+        for j in range(i, i + per_tx):
+            taken = datetime.now(UTC)
+            if j % alert_every == 0 and queue:
+                pid = queue.pop()
+                kind = "blood_pressure"
+                values: dict[str, float] = {"systolic": 200, "diastolic": 100}
+                tx_alerts.append(pid)
+            else:
+                pid = normal_pids[j % len(normal_pids)]
+                kind = KINDS[j % len(KINDS)]
+                values = _values(kind, rng)
+            rows.append((uuid.uuid4(), taken, kind, f"hub-{pid}", pid, "AA:BB",
+                         orjson.dumps(values).decode()))
+        # what ingest does per batch: readings, their queue rows and NOTIFY, one commit
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute(
+                'INSERT INTO reading (id, taken_at, kind, hub_id, patient_id, device, "values",'
+                " received_at) SELECT u.*, now() FROM unnest(%s::uuid[], %s::timestamptz[],"
+                " %s::text[], %s::text[], %s::bigint[], %s::text[], %s::jsonb[]) AS u",
+                [list(c) for c in zip(*rows, strict=True)])
+            cur.execute("INSERT INTO evaluation_queue (reading_id, taken_at, patient_id, kind)"
+                        " SELECT * FROM unnest(%s::uuid[], %s::timestamptz[], %s::bigint[],"
+                        " %s::text[])", ([r[0] for r in rows], [r[1] for r in rows],
+                                         [r[4] for r in rows], [r[2] for r in rows]))
+            cur.execute("NOTIFY evaluation_queue")
         t = time.time()
         for pid in tx_alerts:
             committed[pid] = t
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and len(seen) < len(committed):
+    while time.monotonic() < deadline and not committed.keys() <= seen.keys():
         time.sleep(0.05)
     done.set()
     listener.join(5)
     missing = set(committed) - set(seen)
     if missing:
-        raise RuntimeError(f"{len(missing)} alerts never became visible")
+        raise RuntimeError(f"{len(missing)} alerts never became visible: patients "
+                           f"{sorted(missing)[:20]}")
     return [max(seen[p] - committed[p], 0.0) for p in committed]

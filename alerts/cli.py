@@ -35,6 +35,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     ) -> None:
         """Run the alert engine: evaluate queued readings, raise, route, escalate, notify."""
         import contextlib
+        import faulthandler
         import logging
         import os
         import signal
@@ -48,6 +49,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         # Stopping at any instant is safe (each step is one transaction), so SIGTERM
         # simply interrupts like Ctrl-C.
         signal.signal(signal.SIGTERM, signal.default_int_handler)
+        faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` dumps every thread's stack
         with contextlib.suppress(KeyboardInterrupt):
             worker.run()
 

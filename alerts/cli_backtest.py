@@ -65,10 +65,11 @@ def register_backtest(rules_app: typer.Typer, bench: typer.Typer) -> None:
     def bench_alerts(
         readings: Annotated[int, typer.Option(help="readings for the throughput run")] = 20000,
         patients: Annotated[int, typer.Option(help="patients they are spread over")] = 500,
-        alerts: Annotated[int, typer.Option(help="alert-raising readings in the latency run")]
-        = 500,
         rate: Annotated[float, typer.Option(help="readings/s offered in the latency run")]
         = 1000.0,
+        seconds: Annotated[float, typer.Option(help="length of the latency run")] = 10.0,
+        alert_every: Annotated[int, typer.Option(
+            help="one reading in this many raises a new alert in the latency run")] = 50,
         database_url: Annotated[str | None, typer.Option(
             "--database-url", help="an EMPTY database to use; default: a private PostgreSQL "
                                    "in a temporary folder")] = None,
@@ -76,5 +77,5 @@ def register_backtest(rules_app: typer.Typer, bench: typer.Typer) -> None:
         """Readings evaluated per second and p99 commit -> alert time (`homeward alerts`)."""
         from alerts.bench import run_bench
 
-        run_bench(readings=readings, patients=patients, alerts=alerts, rate=rate,
-                  database_url=database_url, echo=typer.echo)
+        run_bench(readings=readings, patients=patients, rate=rate, seconds=seconds,
+                  alert_every=alert_every, database_url=database_url, echo=typer.echo)

@@ -82,8 +82,8 @@ class Notifier:
         dests = self.routing.route(facts)
         primary = dests[0]
         team_id = primary.team_id
-        if team_id is not None and conn.execute("SELECT 1 FROM team WHERE id = %s",
-                                                (team_id,)).fetchone() is None:
+        if team_id is not None and team_id not in {t for t, _ in care} and conn.execute(
+                "SELECT 1 FROM team WHERE id = %s", (team_id,)).fetchone() is None:
             log.error("route %s names unknown team %s", primary.route, team_id)
             team_id = care[0][0] if care else None
         policy = self.routing.policies[primary.escalation]
@@ -209,23 +209,22 @@ class Notifier:
         for r in recipients:
             key = f"alert-{alert['id']}-event-{event_id}-{r.channel}-{r.target}"
             delivered = r.channel == "dashboard"  # the alert_event NOTIFY in this commit
-            row = conn.execute(
-                "INSERT INTO notification (alert_id, alert_event_id, channel, target, team_id,"
-                " clinician_id, level, reason, idempotency_key, payload, state, attempts,"
-                " created_at, next_attempt_at, delivered_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-                (alert["id"], event_id, r.channel, r.target, r.team_id, r.clinician_id, index,
-                 reason, key, _dumps({**payload, "idempotency_key": key}),
-                 "delivered" if delivered else "pending", 1 if delivered else 0, now, now,
-                 now if delivered else None)).fetchone()
-            if delivered and row is not None:
-                conn.execute("INSERT INTO notification_attempt (notification_id, at, ok,"
-                             " duration_ms, response)"
-                             " VALUES (%s, %s, true, 0, 'NOTIFY alert_event')",
-                             (row[0], now))
-        if recipients:
-            conn.execute("SELECT pg_notify('notification_outbox', %s)", (str(alert["id"]),))
+            # One statement: the outbox row and, for the dashboard, its (only) attempt.
+            conn.execute(
+                "WITH n AS (INSERT INTO notification (alert_id, alert_event_id, channel, target,"
+                " team_id, clinician_id, level, reason, idempotency_key, payload, state,"
+                " attempts, created_at, next_attempt_at, delivered_at)"
+                " VALUES (%(a)s, %(e)s, %(ch)s, %(t)s, %(team)s, %(c)s, %(lv)s, %(r)s, %(k)s,"
+                " %(p)s::jsonb, %(st)s, %(n)s, %(now)s, %(now)s, %(d)s)"
+                " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id)"
+                " INSERT INTO notification_attempt (notification_id, at, ok, duration_ms,"
+                " response) SELECT id, %(now)s, true, 0, 'NOTIFY alert_event' FROM n"
+                " WHERE %(delivered)s",
+                {"a": alert["id"], "e": event_id, "ch": r.channel, "t": r.target,
+                 "team": r.team_id, "c": r.clinician_id, "lv": index, "r": reason, "k": key,
+                 "p": _dumps({**payload, "idempotency_key": key}),
+                 "st": "delivered" if delivered else "pending", "n": 1 if delivered else 0,
+                 "now": now, "d": now if delivered else None, "delivered": delivered})
 
     def _recipients(self, conn: psycopg.Connection[Any], alert: dict[str, Any], level: Level,
                     now: datetime) -> tuple[list[Recipient], str | None, list[str]]:

@@ -23,6 +23,7 @@ hubs gone silent), so timers fire even when no readings arrive.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 import time
@@ -94,6 +95,19 @@ class AlertEngine:
     batch_size: int = 500
     #: Called with each alert change inside its transaction (the notification layer).
     on_change: Callable[[psycopg.Connection[Any], AlertChange, datetime], None] | None = None
+    _needs_cache: dict[str, dict[str, timedelta]] | None = field(default=None, repr=False)
+
+    def _needs(self) -> dict[str, dict[str, timedelta]]:
+        """For each reading kind: the kinds (and how far back) its rules read."""
+        if self._needs_cache is None:
+            needs: dict[str, dict[str, timedelta]] = defaultdict(dict)
+            for rule in self.ruleset.rules:
+                for trigger in rule.reading_kinds:
+                    for read in rule.reading_kinds:
+                        old = needs[trigger].get(read, timedelta(0))
+                        needs[trigger][read] = max(old, rule.window)
+            self._needs_cache = dict(needs)
+        return self._needs_cache
 
     def process_batch(self, conn: psycopg.Connection[Any]) -> BatchResult:
         result = BatchResult()
@@ -113,22 +127,31 @@ class AlertEngine:
     def _evaluate(self, conn: psycopg.Connection[Any], items: list[QueueItem]) -> list[AlertChange]:
         if not items:
             return []
-        max_window = max((r.window for r in self.ruleset.rules), default=timedelta(days=1))
-        spans: dict[int, list[datetime]] = {}
+        # Load only what the rules these readings trigger will read: per (patient, kind),
+        # back as far as the longest window of those rules (index patient_id, kind, taken_at).
+        needs = self._needs()
+        spans: dict[tuple[int, str], list[datetime]] = {}
         for i in items:
             assert i.patient_id is not None
-            lo_hi = spans.setdefault(i.patient_id, [i.taken_at, i.taken_at])
-            lo_hi[0] = min(lo_hi[0], i.taken_at)
-            lo_hi[1] = max(lo_hi[1], i.taken_at)
-        pids = list(spans)
+            for kind, window in needs.get(i.kind, {}).items():
+                lo_hi = spans.setdefault((i.patient_id, kind), [i.taken_at - window, i.taken_at])
+                lo_hi[0] = min(lo_hi[0], i.taken_at - window)
+                lo_hi[1] = max(lo_hi[1], i.taken_at)
+        pids = sorted({i.patient_id for i in items if i.patient_id is not None})
         history: dict[int, list[WindowReading]] = defaultdict(list)
+        keys = list(spans)
         for pid, rid, kind, taken_at, values, flags in conn.execute(
                 "SELECT r.patient_id, r.id, r.kind, r.taken_at, r.\"values\", r.flags"
-                " FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[]) AS w(pid, lo, hi)"
-                " JOIN reading r ON r.patient_id = w.pid AND r.taken_at >= w.lo"
-                " AND r.taken_at <= w.hi ORDER BY r.patient_id, r.taken_at, r.id",
-                (pids, [spans[p][0] - max_window for p in pids], [spans[p][1] for p in pids])):
+                " FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::timestamptz[])"
+                " AS w(pid, kind, lo, hi) JOIN reading r ON r.patient_id = w.pid"
+                " AND r.kind = w.kind AND r.taken_at >= w.lo AND r.taken_at <= w.hi",
+                ([k[0] for k in keys], [k[1] for k in keys], [spans[k][0] for k in keys],
+                 [spans[k][1] for k in keys])):
             history[pid].append(WindowReading(str(rid), kind, taken_at, values, tuple(flags)))
+        times: dict[int, list[datetime]] = {}
+        for pid, rows in history.items():
+            rows.sort(key=lambda r: (r.taken_at, r.id))
+            times[pid] = [r.taken_at for r in rows]
         settings = load_settings(conn, pids)
         status = dict(conn.execute("SELECT id, status FROM patient WHERE id = ANY(%s)",
                                    (pids,)).fetchall())
@@ -141,10 +164,13 @@ class AlertEngine:
             rules = [r for r in self.ruleset.sources_first(
                         rules_for(self.ruleset, settings.get(pid, []), item.taken_at))
                      if item.kind in r.reading_kinds]
+            rows, stamps = history.get(pid, []), times.get(pid, [])
+            upto = bisect.bisect_right(stamps, item.taken_at)
             for rule in rules:
-                lo = item.taken_at - rule.window
-                window = Window(tuple(r for r in history[pid] if lo <= r.taken_at <= item.taken_at))
-                finding = evaluate(rule, window, item.taken_at)
+                start = bisect.bisect_left(stamps, item.taken_at - rule.window, 0, upto)
+                kinds = rule.reading_kinds
+                view = Window(tuple(r for r in rows[start:upto] if r.kind in kinds))
+                finding = evaluate(rule, view, item.taken_at)
                 change = self._apply(conn, pid, rule, finding, now, status.get(pid),
                                      active.setdefault(pid, set()))
                 if change is not None:
