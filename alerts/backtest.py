@@ -70,7 +70,7 @@ def backtest(conn: psycopg.Connection[Any], ruleset: RuleSet, routing: RoutingTr
     rules = [r for r in ruleset.rules if r.kind not in TICK_KINDS]
     lookback = max((r.window for r in rules), default=timedelta(days=1))
     history: dict[int, list[WindowReading]] = defaultdict(list)
-    with conn.cursor(name="backtest") as cur:  # a server-side cursor: months of readings
+    with conn.transaction(), conn.cursor(name="backtest") as cur:  # server-side: months
         cur.itersize = 20000
         cur.execute("SELECT patient_id, id, kind, taken_at, \"values\", flags FROM reading"
                     " WHERE patient_id IS NOT NULL AND taken_at >= %s AND taken_at < %s"
