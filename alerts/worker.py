@@ -120,7 +120,7 @@ class AlertEngine:
             items = [QueueItem(r[0], str(r[1]), r[2], r[3], r[4]) for r in rows]
             result.readings = len(items)
             result.changes = self._evaluate(conn, [i for i in items if i.patient_id is not None])
-            conn.execute("DELETE FROM evaluation_queue WHERE seq = ANY(%s)",
+            conn.execute("DELETE FROM evaluation_queue WHERE seq = ANY(%b)",
                          ([i.seq for i in items],))
         return result
 
@@ -142,7 +142,7 @@ class AlertEngine:
         keys = list(spans)
         for pid, rid, kind, taken_at, values, flags in conn.execute(
                 "SELECT r.patient_id, r.id, r.kind, r.taken_at, r.\"values\", r.flags"
-                " FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::timestamptz[])"
+                " FROM unnest(%b::bigint[], %b::text[], %b::timestamptz[], %b::timestamptz[])"
                 " AS w(pid, kind, lo, hi) JOIN reading r ON r.patient_id = w.pid"
                 " AND r.kind = w.kind AND r.taken_at >= w.lo AND r.taken_at <= w.hi",
                 ([k[0] for k in keys], [k[1] for k in keys], [spans[k][0] for k in keys],
