@@ -191,7 +191,8 @@ class Notifier:
         conn.execute("UPDATE alert SET escalation_level = %s, level_entered_at = %s,"
                      " next_escalation_at = %s, team_id = %s, updated_at = %s WHERE id = %s",
                      (index, now, nxt, team_id, now, alert["id"]))
-        event = {"opened": "notified", "severity_raised": "notified"}.get(reason, reason)
+        event = {"opened": "notified", "severity_raised": "notified",
+                 "snooze_expired": "notified"}.get(reason, reason)
         event_id = record_event(
             conn, alert["id"], event, at=now,
             detail={"level": index, "notify": level.notify, "rota_level": level.rota_level,
