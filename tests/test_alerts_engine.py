@@ -195,3 +195,31 @@ def test_homeward_alerts_process_evaluates_within_a_second_of_notify(conn, world
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_two_engines_side_by_side_keep_one_alert_and_count_every_reading(conn, world, db_url):
+    """SKIP LOCKED hands each engine its own queue rows; the partial unique index keeps one
+    active alert per (patient, rule) even when both open it at the same moment."""
+    import threading
+
+    for n in range(40):
+        bp(conn, world["patient"], 190 + n % 5, 100, T0 + timedelta(seconds=n))
+    counts = []
+
+    def run():
+        with psycopg.connect(db_url, autocommit=True) as c:
+            engine = AlertEngine(load_ruleset(), clock=Clock(T0), batch_size=3)
+            done = 0
+            while (n := engine.process_batch(c).readings):
+                done += n
+            counts.append(done)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sum(counts) == 40
+    (a,) = store.list_alerts(conn)
+    assert a["count"] == 40
+    assert conn.execute("SELECT count(*) FROM evaluation_queue").fetchone()[0] == 0
