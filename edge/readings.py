@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Protocol
 
 from homeward.kinds import Kind
-from homeward.wire import MAX_FUTURE_SKEW, Reading
+from homeward.wire import MAX_FUTURE_SKEW, Reading, new_reading_id
 
 #: Flag added when the device sent a time the hub could not use.
 DEVICE_TIME_INVALID = "device_time_invalid"
@@ -88,7 +88,7 @@ def reading_from_measurement(
         elif DEVICE_TIME_INVALID not in flags:
             flags.append(DEVICE_TIME_INVALID)
     return Reading(
-        id=reading_id or uuid.uuid4(),
+        id=reading_id or new_reading_id(),
         kind=measurement.kind,
         taken_at=taken_at,
         device=address,

@@ -35,7 +35,7 @@ import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
 from homeward.services.common import free_port
-from homeward.wire import readings_topic
+from homeward.wire import new_reading_id, readings_topic
 
 #: Most QoS 1 messages the publisher leaves unacknowledged before it waits.
 MAX_OUTSTANDING = 2000
@@ -97,10 +97,11 @@ class BoundedPublisher:
         self.client.loop_stop()
 
 
-def _make_payload(prefix: int, start: int, count: int, devices: list[str]) -> bytes:
+def _make_payload(start: int, count: int, devices: list[str]) -> bytes:
+    """A batch as a hub sends it, with the edge's own (time-ordered) reading ids."""
     now = datetime.now(UTC).isoformat()
     return orjson.dumps([
-        {"v": 1, "id": str(uuid.UUID(int=prefix | (start + i))), "kind": "spo2",
+        {"v": 1, "id": str(new_reading_id()), "kind": "spo2",
          "taken_at": now, "device": devices[i % len(devices)],
          "values": {"spo2": 90 + (start + i) % 9, "pulse_rate": 60 + (start + i) % 40}}
         for i in range(count)
@@ -110,7 +111,6 @@ def _make_payload(prefix: int, start: int, count: int, devices: list[str]) -> by
 def publish_load(port: int, opts: BenchOptions) -> tuple[int, float, float]:
     """Publish for ``opts.seconds``; returns (readings, first publish, last publish) times."""
     pub = BoundedPublisher(port)
-    prefix = uuid.uuid4().int & ~((1 << 64) - 1)
     devices = [f"AA:BB:CC:00:{i // 256:02X}:{i % 256:02X}" for i in range(16)]
     topics = [readings_topic(f"bench-hub-{h:04d}") for h in range(opts.hubs)]
     sent = 0
@@ -127,7 +127,7 @@ def publish_load(port: int, opts: BenchOptions) -> tuple[int, float, float]:
             if sent >= due:
                 time.sleep(min(0.005, end - now))
                 continue
-        pub.publish(topics[n % len(topics)], _make_payload(prefix, sent, opts.per_message,
+        pub.publish(topics[n % len(topics)], _make_payload(sent, opts.per_message,
                                                            devices))
         sent += opts.per_message
         n += 1

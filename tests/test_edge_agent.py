@@ -249,6 +249,6 @@ async def test_n_agents_run_in_one_loop_against_one_broker(
         server.close()
 
 
-def test_ids_are_uuids() -> None:
+def test_ids_are_time_ordered_uuids() -> None:
     reading = reading_from_measurement("AA:01", spo2(), b"", received_at=RECEIVED, zone=LONDON)
-    assert isinstance(reading.id, uuid.UUID) and reading.id.version == 4
+    assert isinstance(reading.id, uuid.UUID) and reading.id.version == 7

@@ -19,6 +19,7 @@ from homeward.wire import (
     Reading,
     decode_readings,
     encode_readings,
+    new_reading_id,
     parse_topic,
     readings_topic,
 )
@@ -161,3 +162,14 @@ def test_decode_never_raises_and_accounts_for_every_item(payload: bytes) -> None
     assert len(decoded.readings) + len(decoded.rejects) == max(items, len(decoded.rejects))
     for reading in decoded.readings:
         assert isinstance(reading, Reading)
+
+
+def test_reading_ids_are_time_ordered_uuid7() -> None:
+    import time
+
+    first = new_reading_id()
+    time.sleep(0.002)
+    second = new_reading_id()
+    assert first.version == 7 and first.variant == uuid.RFC_4122
+    assert first < second  # a later millisecond sorts later: the PK index appends
+    assert len({new_reading_id() for _ in range(10_000)}) == 10_000
