@@ -29,12 +29,16 @@ class AlertService:
             self.outbox.on_failure = self.notifier.raise_system_alert
         self.clock = clock
 
-    def tick(self, conn: psycopg.Connection[Any], now: datetime | None = None) -> None:
-        """Everything time-driven: absence rules, leases, snoozes, escalations, deliveries."""
+    def tick_timers(self, conn: psycopg.Connection[Any], now: datetime | None = None) -> None:
+        """Absence rules, leases, snoozes, escalations and reminders that are due."""
         now = now or self.clock()
-        for change in self.engine.tick(conn, now):
-            del change  # on_change already ran inside the engine's transaction
+        self.engine.tick(conn, now)  # on_change runs inside the engine's transactions
         self.notifier.tick(conn, now)
+
+    def tick(self, conn: psycopg.Connection[Any], now: datetime | None = None) -> None:
+        """Everything time-driven, then the outbox (the worker delivers in its own thread)."""
+        now = now or self.clock()
+        self.tick_timers(conn, now)
         self.outbox.deliver_due(conn, now)
 
     def deliver(self, conn: psycopg.Connection[Any], now: datetime | None = None) -> None:
@@ -57,5 +61,6 @@ def build_worker(url: str, *, rules: Path | None = None, routes: Path | None = N
                  poll_interval: float = 1.0, tick_interval: float = 5.0,
                  batch_size: int = 500) -> Worker:
     service = AlertService(load_ruleset(rules), load_routing(routes), batch_size=batch_size)
-    return Worker(url, service.engine, poll_interval=poll_interval, tick=service.tick,
-                  tick_interval=tick_interval, after_changes=service.deliver)
+    return Worker(url, service.engine, poll_interval=poll_interval, tick=service.tick_timers,
+                  tick_interval=tick_interval, delivery=service.deliver,
+                  delivery_interval=min(1.0, tick_interval))

@@ -287,12 +287,37 @@ class Worker:
     poll_interval: float = 1.0
     tick: Callable[[psycopg.Connection[Any], datetime], object] | None = None
     tick_interval: float = 5.0
-    #: Run after a batch that changed alerts (deliver their notifications at once).
-    after_changes: Callable[[psycopg.Connection[Any], datetime], object] | None = None
+    #: Delivers the notification outbox; runs in its own thread with its own connection
+    #: (a slow SMTP server never delays evaluation), woken after each batch that changed
+    #: alerts and every ``delivery_interval`` seconds for retries.
+    delivery: Callable[[psycopg.Connection[Any], datetime], object] | None = None
+    delivery_interval: float = 1.0
     stop_event: threading.Event = field(default_factory=threading.Event)
     evaluated: int = 0
+    _wake: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def _deliver_loop(self) -> None:
+        assert self.delivery is not None
+        while not self.stop_event.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True) as conn:
+                    while not self.stop_event.is_set():
+                        self._wake.wait(self.delivery_interval)
+                        self._wake.clear()
+                        self.delivery(conn, self.engine.clock())
+            except Exception:
+                log.exception("notification delivery failed; retrying")
+                self.stop_event.wait(self.delivery_interval)
 
     def run(self) -> None:
+        if self.delivery is not None:
+            threading.Thread(target=self._deliver_loop, name="outbox", daemon=True).start()
+        try:
+            self._run()
+        finally:
+            self.stop_event.set()
+
+    def _run(self) -> None:
         with psycopg.connect(self.url, autocommit=True) as listen_conn, \
                 psycopg.connect(self.url, autocommit=True) as conn:
             use_orjson(conn)
@@ -312,11 +337,8 @@ class Worker:
                     changed = changed or bool(batch.changes)
                     if batch.readings < self.engine.batch_size:
                         break
-                if changed and self.after_changes is not None:
-                    try:
-                        self.after_changes(conn, self.engine.clock())
-                    except Exception:
-                        log.exception("delivery after a batch failed; the tick retries")
+                if changed:
+                    self._wake.set()
                 if self.tick is not None and time.monotonic() - last_tick >= self.tick_interval:
                     last_tick = time.monotonic()
                     try:
