@@ -202,10 +202,11 @@ class AlertEngine:
         return change
 
     def tick(self, conn: psycopg.Connection[Any], now: datetime | None = None) -> list[AlertChange]:
-        """Evaluate the rules that depend on time rather than on a new reading
-        (missed readings, hub offline or silent, batteries) for every monitored patient."""
+        """Evaluate the rules that depend on time rather than on a new reading (missed
+        readings, hub offline or silent, batteries, thresholds held ``for`` a duration)
+        for every monitored patient."""
         now = now or self.clock()
-        rules = [r for r in self.ruleset.rules if r.kind in TICK_KINDS]
+        rules = [r for r in self.ruleset.rules if ticked(r)]
         if not rules:
             return []
         changes: list[AlertChange] = []
@@ -223,12 +224,13 @@ class AlertEngine:
             kinds = sorted({k for r in rules for k in r.reading_kinds})
             lookback = max(r.window for r in rules)
             history: dict[int, list[WindowReading]] = defaultdict(list)
-            for pid, rid, kind, taken_at in conn.execute(
-                    "SELECT patient_id, id, kind, taken_at FROM reading"
+            for pid, rid, kind, taken_at, values, flags in conn.execute(
+                    "SELECT patient_id, id, kind, taken_at, \"values\", flags FROM reading"
                     " WHERE patient_id = ANY(%s) AND kind = ANY(%s) AND taken_at >= %s"
-                    " AND taken_at <= %s ORDER BY patient_id, taken_at",
+                    " AND taken_at <= %s ORDER BY patient_id, taken_at, id",
                     (pids, kinds, now - lookback, now)):
-                history[pid].append(WindowReading(str(rid), kind, taken_at, {}))
+                history[pid].append(WindowReading(str(rid), kind, taken_at, values,
+                                                  tuple(flags)))
             settings = load_settings(conn, pids)
             active = active_rules(conn, pids)
             for pid, status, hub_id, since, state, state_at, last_seen, last_status in homes:
@@ -238,9 +240,14 @@ class AlertEngine:
                                 monitored_since=since)
                 for rule in self.ruleset.sources_first(
                         rules_for(self.ruleset, settings.get(pid, []), now)):
-                    if rule.kind not in TICK_KINDS:
+                    if not ticked(rule):
                         continue
-                    finding = evaluate(rule, window, now)
+                    if rule.kind == "threshold":
+                        lo = now - rule.window
+                        view = Window(tuple(r for r in window.readings if r.taken_at >= lo))
+                        finding = evaluate(rule, view, now)
+                    else:
+                        finding = evaluate(rule, window, now)
                     change = self._apply(conn, pid, rule, finding, now, status,
                                          active.setdefault(pid, set()))
                     if change is not None:
@@ -250,6 +257,14 @@ class AlertEngine:
 
 #: Rule kinds evaluated by the scheduler tick (they fire on the absence of readings).
 TICK_KINDS = frozenset({"missed_reading", "hub_offline", "battery_low"})
+
+
+def ticked(rule: Rule) -> bool:
+    """Does the scheduler evaluate this rule?  Absence rules, and thresholds held
+    ``for`` a duration (they become true with the passing of time, not a reading)."""
+    if rule.kind in TICK_KINDS:
+        return True
+    return rule.kind == "threshold" and getattr(rule.params, "for_", None) is not None
 
 
 def active_rules(conn: psycopg.Connection[Any], pids: list[int]) -> dict[int, set[str]]:

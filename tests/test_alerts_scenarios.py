@@ -270,3 +270,39 @@ def test_personal_thresholds_apply_from_when_they_were_set(conn, smtp_server):
     vitals(conn, world["patient"], MONDAY + timedelta(hours=14), spo2=87)
     svc.step(conn)
     assert active(conn, "spo2_low")["severity"] == "amber"
+
+
+def test_threshold_held_for_a_duration_fires_on_the_tick_without_a_new_reading(conn,
+                                                                            smtp_server):
+    world = build_world(conn)
+    rules = """\
+rules:
+  - id: spo2_sustained
+    kind: threshold
+    title: SpO2 below 92 % for 10 minutes
+    severity: red
+    source: test (continuous oximetry)
+    reading_kinds: [spo2]
+    window: 1h
+    labels: {system: respiratory}
+    params:
+      when: {metric: spo2, op: "<", value: 92}
+      for: 10m
+"""
+    import pathlib
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = pathlib.Path(tmp) / "r.yaml"
+        path.write_text(rules)
+        clock = Clock(MONDAY + timedelta(hours=10))
+        svc = make_service(clock, smtp_server.port, rules=path)
+    for minute in (0, 4, 8):
+        vitals(conn, world["patient"], MONDAY + timedelta(hours=10, minutes=minute), spo2=90)
+    svc.step(conn, clock.advance(minutes=8))
+    assert active(conn, "spo2_sustained") is None          # held 8 minutes so far
+    svc.tick(conn, clock.advance(minutes=2))               # no new reading; 10 minutes held
+    alert = active(conn, "spo2_sustained")
+    assert alert is not None and alert["count"] == 1
+    svc.tick(conn, clock.advance(minutes=1))               # same evidence: not a new trigger
+    assert active(conn, "spo2_sustained")["count"] == 1

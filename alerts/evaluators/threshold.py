@@ -154,7 +154,10 @@ def evaluate(rule: Rule, window: Window, now: datetime) -> Finding | None:
             firing = (last_level, [rs[-1]])
     if firing is not None:
         sev, hits = firing
-        return Finding(True, sev, f"{rule.title}: {_describe(hits, metrics)}", tuple(hits[-10:]))
+        # the key names the evidence: the scheduler's re-evaluation of the same readings
+        # (rules with ``for``) is not a new trigger
+        return Finding(True, sev, f"{rule.title}: {_describe(hits, metrics)}", tuple(hits[-10:]),
+                       key=f"reading:{rs[-1].id}")
     latest = rs[-p.clear_count:]
     if len(latest) < p.clear_count:
         return None
