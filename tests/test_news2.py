@@ -8,6 +8,8 @@ Source: Royal College of Physicians, NEWS2 (2017), Chart 1 (scoring) and Charts 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from alerts.news2 import score
 
@@ -141,3 +143,18 @@ def test_missing_parameters_make_a_partial_score():
 def test_bad_arguments_are_refused(bad):
     with pytest.raises(ValueError):
         score(**bad)
+
+maybe = st.none() | st.floats(min_value=0, max_value=300, allow_nan=False)
+
+
+@given(rr=maybe, spo2=maybe, scale=st.sampled_from([1, 2]), o2=st.booleans(), sys_=maybe,
+       pulse=maybe, avpu=st.sampled_from(["A", "C", "V", "P", "U", None]), temp=maybe)
+def test_score_invariants(rr, spo2, scale, o2, sys_, pulse, avpu, temp):
+    s = score(respiratory_rate=rr, spo2=spo2, spo2_scale=scale, on_oxygen=o2, systolic=sys_,
+              pulse_rate=pulse, consciousness=avpu, temperature=temp)
+    assert s.total == sum(s.parameters.values())
+    assert all(0 <= p <= 3 for p in s.parameters.values())
+    assert s.partial == (None in (rr, spo2, sys_, pulse, avpu, temp))
+    expected = ("high" if s.total >= 7 else "medium" if s.total >= 5
+                else "low-medium" if 3 in s.parameters.values() else "low")
+    assert s.response == expected
