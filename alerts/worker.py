@@ -149,9 +149,11 @@ class AlertEngine:
                  [spans[k][1] for k in keys])):
             history[pid].append(WindowReading(str(rid), kind, taken_at, values, tuple(flags)))
         times: dict[int, list[datetime]] = {}
+        keys: dict[int, list[tuple[datetime, str]]] = {}
         for pid, rows in history.items():
             rows.sort(key=lambda r: (r.taken_at, r.id))
             times[pid] = [r.taken_at for r in rows]
+            keys[pid] = [(r.taken_at, r.id) for r in rows]
         settings = load_settings(conn, pids)
         status = dict(conn.execute("SELECT id, status FROM patient WHERE id = ANY(%s)",
                                    (pids,)).fetchall())
@@ -165,7 +167,9 @@ class AlertEngine:
                         rules_for(self.ruleset, settings.get(pid, []), item.taken_at))
                      if item.kind in r.reading_kinds]
             rows, stamps = history.get(pid, []), times.get(pid, [])
-            upto = bisect.bisect_right(stamps, item.taken_at)
+            # The window ends at this reading itself, not at the last reading of its
+            # timestamp: two readings stamped the same second are each evaluated.
+            upto = bisect.bisect_right(keys.get(pid, []), (item.taken_at, str(item.reading_id)))
             for rule in rules:
                 start = bisect.bisect_left(stamps, item.taken_at - rule.window, 0, upto)
                 kinds = rule.reading_kinds

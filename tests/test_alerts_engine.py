@@ -223,3 +223,18 @@ def test_two_engines_side_by_side_keep_one_alert_and_count_every_reading(conn, w
     (a,) = store.list_alerts(conn)
     assert a["count"] == 40
     assert conn.execute("SELECT count(*) FROM evaluation_queue").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize("severe_first", [True, False])
+def test_a_severe_reading_with_the_same_timestamp_as_a_normal_one_still_alerts(
+        conn, world, severe_first):
+    """Two readings of one kind stamped the same second (a cuff's clock has 1 s steps):
+    each is evaluated as itself, whichever sorts last."""
+    engine = AlertEngine(load_ruleset(), clock=Clock(T0))
+    pid = world["patient"]
+    readings = [(186, 104), (128, 82)] if severe_first else [(128, 82), (186, 104)]
+    ids = [bp(conn, pid, s, d, T0) for s, d in readings]
+    engine.process_batch(conn)
+    (alert,) = store.list_alerts(conn)
+    severe = ids[0] if severe_first else ids[1]
+    assert alert["rule_id"] == "bp_severe" and severe in [r["id"] for r in alert["readings"]]
