@@ -70,6 +70,17 @@ def first_care_team(conn: psycopg.Connection[Any], patient_id: int, rule: Rule, 
     return (row[0] if row else None), None
 
 
+def _ending_with(rows: list[WindowReading], reading_id: str,
+                 kinds: tuple[str, ...]) -> tuple[WindowReading, ...]:
+    """The window's readings of ``kinds`` in taken_at order, with the reading being
+    evaluated last among those stamped the same instant: two readings of one kind
+    taken the same second (a device clock has 1 s steps) are each judged as the
+    latest once, instead of whichever sorts last being judged twice."""
+    own = [r for r in rows if r.id == reading_id]
+    return tuple(r for r in rows if r.kind in kinds and r.id != reading_id) + tuple(
+        r for r in own if r.kind in kinds)
+
+
 @dataclass
 class QueueItem:
     seq: int
@@ -149,11 +160,9 @@ class AlertEngine:
                  [spans[k][1] for k in keys])):
             history[pid].append(WindowReading(str(rid), kind, taken_at, values, tuple(flags)))
         times: dict[int, list[datetime]] = {}
-        keys: dict[int, list[tuple[datetime, str]]] = {}
         for pid, rows in history.items():
             rows.sort(key=lambda r: (r.taken_at, r.id))
             times[pid] = [r.taken_at for r in rows]
-            keys[pid] = [(r.taken_at, r.id) for r in rows]
         settings = load_settings(conn, pids)
         status = dict(conn.execute("SELECT id, status FROM patient WHERE id = ANY(%s)",
                                    (pids,)).fetchall())
@@ -167,13 +176,11 @@ class AlertEngine:
                         rules_for(self.ruleset, settings.get(pid, []), item.taken_at))
                      if item.kind in r.reading_kinds]
             rows, stamps = history.get(pid, []), times.get(pid, [])
-            # The window ends at this reading itself, not at the last reading of its
-            # timestamp: two readings stamped the same second are each evaluated.
-            upto = bisect.bisect_right(keys.get(pid, []), (item.taken_at, str(item.reading_id)))
+            upto = bisect.bisect_right(stamps, item.taken_at)
             for rule in rules:
                 start = bisect.bisect_left(stamps, item.taken_at - rule.window, 0, upto)
                 kinds = rule.reading_kinds
-                view = Window(tuple(r for r in rows[start:upto] if r.kind in kinds))
+                view = Window(_ending_with(rows[start:upto], str(item.reading_id), kinds))
                 finding = evaluate(rule, view, item.taken_at)
                 change = self._apply(conn, pid, rule, finding, now, status.get(pid),
                                      active.setdefault(pid, set()))
