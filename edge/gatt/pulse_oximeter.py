@@ -146,6 +146,30 @@ def _values(
     return values, unavailable
 
 
+def _statuses(data: Bytes, offset: int, has_status: bool, has_sensor: bool,
+              out_flags: list[str], what: str) -> tuple[int, int | None, int | None]:
+    """Measurement Status (16 bits) and Device & Sensor Status (24 bits), when present.
+
+    Both PLX measurements carry them in this order; only their flag bits differ.
+    Returns the offset after them and the raw values (None when absent).
+    """
+    status: int | None = None
+    sensor: int | None = None
+    if has_status:
+        (status,) = _U16.unpack_from(data, offset)
+        offset += 2
+        out_flags.extend(_status_flags(status, what, data))
+    if has_sensor:
+        low, high = _STATUS_AND_DSS.unpack_from(data, offset)
+        sensor = low | high << 16
+        offset += 3
+        if low:
+            out_flags.extend(bit_names(low, _DEVICE_SENSOR_NAMES))
+        if high:
+            note_rfu(high, 0xFF, what + " device & sensor status", data)
+    return offset, status, sensor
+
+
 def decode_plx_spot_check(data: Bytes) -> Measurement:
     """0x2A5E -> an SpO2 :class:`Measurement`."""
     what = "PLX spot-check measurement"
@@ -158,24 +182,12 @@ def decode_plx_spot_check(data: Bytes) -> Measurement:
     out_flags: list[str] = []
     taken_at: datetime | None = None
     time_flag: str | None = None
-    status: int | None = None
-    sensor: int | None = None
     pai_raw: int | None = None
     if flags & 0x01:
         taken_at, time_flag = date_time(data, offset)
         offset += 7
-    if flags & 0x02:
-        (status,) = _U16.unpack_from(data, offset)
-        offset += 2
-        out_flags.extend(_status_flags(status, what, data))
-    if flags & 0x04:
-        low, high = _STATUS_AND_DSS.unpack_from(data, offset)
-        sensor = low | high << 16
-        offset += 3
-        if low:
-            out_flags.extend(bit_names(low, _DEVICE_SENSOR_NAMES))
-        if high:
-            note_rfu(high, 0xFF, what + " device & sensor status", data)
+    offset, status, sensor = _statuses(data, offset, bool(flags & 0x02), bool(flags & 0x04),
+                                       out_flags, what)
     if flags & 0x08:
         (pai_raw,) = _U16.unpack_from(data, offset)
     values, unavailable = _values(spo2_raw, pr_raw, pai_raw, out_flags, what)
@@ -210,8 +222,6 @@ def decode_plx_continuous(data: Bytes) -> Measurement:
     offset = _MIN_LENGTH
     out_flags: list[str] = []
     extras: dict[str, float] = {}
-    status: int | None = None
-    sensor: int | None = None
     pai_raw: int | None = None
     if flags & 0x03:
         for bit, suffix in ((0x01, "_fast"), (0x02, "_slow")):
@@ -224,18 +234,8 @@ def decode_plx_continuous(data: Bytes) -> Measurement:
                 value = SFLOAT_VALUES[p_raw]
                 if value is not None:
                     extras["pulse_rate" + suffix] = value
-    if flags & 0x04:
-        (status,) = _U16.unpack_from(data, offset)
-        offset += 2
-        out_flags.extend(_status_flags(status, what, data))
-    if flags & 0x08:
-        low, high = _STATUS_AND_DSS.unpack_from(data, offset)
-        sensor = low | high << 16
-        offset += 3
-        if low:
-            out_flags.extend(bit_names(low, _DEVICE_SENSOR_NAMES))
-        if high:
-            note_rfu(high, 0xFF, what + " device & sensor status", data)
+    offset, status, sensor = _statuses(data, offset, bool(flags & 0x04), bool(flags & 0x08),
+                                       out_flags, what)
     if flags & 0x10:
         (pai_raw,) = _U16.unpack_from(data, offset)
     values, unavailable = _values(spo2_raw, pr_raw, pai_raw, out_flags, what)
