@@ -40,7 +40,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
-from importlib import resources
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -48,7 +47,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from alerts.durations import parse_duration
 from alerts.errors import RuleError
 from alerts.model import Severity
-from alerts.ruleset import LINE, load_yaml, strip_lines
+from alerts.ruleset import LINE, load_yaml, read_config, strip_lines
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 CHANNELS = ("dashboard", "email", "webhook")
@@ -436,15 +435,8 @@ def parse_routing(text: str, *, source: str = "<routes>") -> RoutingTree:
 
 def load_routing(path: str | Path | None = None) -> RoutingTree:
     """Load a routing file; ``None`` loads the shipped ``alerts/rules/routes.yaml``."""
-    if path is None:
-        text = resources.files("alerts.rules").joinpath("routes.yaml").read_text("utf-8")
-        return parse_routing(text, source="alerts/rules/routes.yaml")
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as err:
-        raise RuleError(f"cannot read: {err.strerror}", location=str(p)) from None
-    return parse_routing(text, source=str(p))
+    text, source = read_config(path, "routes.yaml")
+    return parse_routing(text, source=source)
 
 
 def describe(dests: Sequence[Destination]) -> list[dict[str, Any]]:

@@ -218,17 +218,23 @@ def parse_inhibition(raw: Any, *, source: str, known: Mapping[str, str]) -> Inhi
                       tuple(statuses), kinds, rules_, mutes_all)
 
 
-def load_ruleset(path: str | Path | None = None) -> RuleSet:
-    """Load a rule file; ``None`` loads the shipped default rule set."""
+def read_config(path: str | Path | None, shipped: str) -> tuple[str, str]:
+    """The text of a YAML file and its name for error messages; ``None`` reads the
+    shipped ``alerts/rules/<shipped>``.  An unreadable file is a RuleError naming it."""
     if path is None:
-        text = resources.files("alerts.rules").joinpath("default.yaml").read_text("utf-8")
-        return parse_ruleset(text, source="alerts/rules/default.yaml")
+        text = resources.files("alerts.rules").joinpath(shipped).read_text("utf-8")
+        return text, f"alerts/rules/{shipped}"
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        return p.read_text(encoding="utf-8"), str(p)
     except OSError as err:
         raise RuleError(f"cannot read: {err.strerror}", location=str(p)) from None
-    return parse_ruleset(text, source=str(p))
+
+
+def load_ruleset(path: str | Path | None = None) -> RuleSet:
+    """Load a rule file; ``None`` loads the shipped default rule set."""
+    text, source = read_config(path, "default.yaml")
+    return parse_ruleset(text, source=source)
 
 
 def with_overrides(rule: Rule, overrides: Mapping[str, Any]) -> Rule:
