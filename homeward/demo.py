@@ -22,7 +22,7 @@ from typing import Any
 
 import typer
 
-from homeward.services.common import MissingBinaryError, free_port
+from homeward.services.common import MissingBinaryError
 
 DEMO_ORGANISATION = "Homeward Demo Community Trust"
 #: The demo's community teams, and the out-of-hours service that the default
@@ -145,6 +145,3 @@ def wait_until(predicate: Any, timeout: float, step: float = 0.2) -> bool:
             return True
         time.sleep(step)
     return False
-
-
-__all__ = ["DemoSecrets", "free_port", "register"]
