@@ -11,12 +11,15 @@ so the draining policy is testable on its own:
   reaches the server as a steady stream, not a flood.
 
 A reading leaves the outbox only in :meth:`DrainWindow.acked`, i.e. after the
-broker's PUBACK for the message that carried it.
+broker's PUBACK for the message that carried it, or, with stored-acks on, only
+when the server confirms it stored (``Outbox.delete_ids``); a reading still
+unconfirmed ``stored_ack_timeout_s`` after its PUBACK is sent again.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 
 from edge.outbox import Outbox, OutboxRow
@@ -59,8 +62,14 @@ class DrainWindow:
     """The in-flight messages and the outbox cursor of one publisher connection."""
 
     def __init__(self, outbox: Outbox, *, batch_readings: int, max_inflight: int,
-                 bucket: TokenBucket, refused_retry_s: float = 5.0) -> None:
+                 bucket: TokenBucket, refused_retry_s: float = 5.0,
+                 stored_ack_timeout_s: float | None = None) -> None:
         self.outbox = outbox
+        #: None: a PUBACK deletes.  A number: a PUBACK only starts this clock, the
+        #: server's stored-ack deletes, and what is still held when it runs out is
+        #: sent again.
+        self.stored_ack_timeout_s = stored_ack_timeout_s
+        self._awaiting_store: deque[tuple[float, int]] = deque()  # (PUBACK time, max seq)
         self.batch_readings = batch_readings
         self.max_inflight = max_inflight
         self.bucket = bucket
@@ -99,15 +108,36 @@ class DrainWindow:
         self.cursor = max(self.cursor, seqs[-1])
 
     def acked(self, mid: int) -> int:
-        """The broker acknowledged ``mid``: delete its readings; returns how many."""
+        """The broker acknowledged ``mid``: delete its readings (unless they wait for the
+        server's stored-ack); returns how many were deleted."""
         seqs = self.inflight.pop(mid, None)
         if seqs is None:
             return 0
         self._inflight_seqs.difference_update(seqs)
-        deleted = self.outbox.delete(seqs)
         self.messages_acked += 1
         self.readings_acked += len(seqs)
-        return deleted
+        if self.stored_ack_timeout_s is not None:
+            self._awaiting_store.append((self.bucket.clock(), max(seqs)))
+            return 0
+        return self.outbox.delete(seqs)
+
+    def resend_unconfirmed(self) -> bool:
+        """Stored-ack mode: when a batch PUBACKed ``stored_ack_timeout_s`` ago still has
+        readings in the outbox (the server never confirmed them: a broker crash lost
+        them, say), rewind so that everything held is sent again.  Returns True then.
+        """
+        if self.stored_ack_timeout_s is None or not self._awaiting_store:
+            return False
+        deadline = self.bucket.clock() - self.stored_ack_timeout_s
+        expired_upto = 0
+        while self._awaiting_store and self._awaiting_store[0][0] <= deadline:
+            expired_upto = max(expired_upto, self._awaiting_store.popleft()[1])
+        oldest = self.outbox.oldest_seq() if expired_upto else None
+        if oldest is None or oldest > expired_upto:
+            return False
+        self._awaiting_store.clear()  # all of it goes again; the server is idempotent
+        self.rewind()
+        return True
 
     def refused(self, mid: int) -> None:
         """The broker refused ``mid`` (an MQTT 5 PUBACK error): keep its readings.

@@ -159,12 +159,24 @@ class Outbox:
 
     def delete(self, seqs: Iterable[int]) -> int:
         """Remove acknowledged readings; returns how many were there."""
-        params = [(s,) for s in seqs]
+        return self._delete(sql.DELETE_READING, [(s,) for s in seqs])
+
+    def delete_ids(self, ids: Iterable[str]) -> int:
+        """Remove readings the server confirmed stored, by reading id."""
+        return self._delete(sql.DELETE_READING_BY_ID, [(i,) for i in ids])
+
+    def oldest_seq(self) -> int | None:
+        """The insertion number of the oldest reading held, or None when empty."""
+        with self._lock:
+            row = self._conn.execute(sql.OLDEST_SEQ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def _delete(self, statement: str, params: list[tuple[int] | tuple[str]]) -> int:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 before = self._conn.total_changes
-                self._conn.executemany(sql.DELETE_READING, params)
+                self._conn.executemany(statement, params)
                 deleted = self._conn.total_changes - before
                 self._conn.execute("COMMIT")
             except BaseException:

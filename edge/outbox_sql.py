@@ -32,6 +32,8 @@ INSERT_READING = (
 COUNT_READINGS = "SELECT count(*) FROM reading"
 READINGS_AFTER = "SELECT seq, payload FROM reading WHERE seq > ? ORDER BY seq LIMIT ?"
 DELETE_READING = "DELETE FROM reading WHERE seq = ?"
+DELETE_READING_BY_ID = "DELETE FROM reading WHERE id = ?"
+OLDEST_SEQ = "SELECT min(seq) FROM reading"
 ALL_READING_IDS = "SELECT id FROM reading ORDER BY seq"
 
 GET_LAST_SEQUENCE = "SELECT seq FROM last_sequence WHERE address = ?"

@@ -47,7 +47,15 @@ from pydantic import ValidationError
 from edge.drain import DrainWindow, TokenBucket
 from edge.outbox import Outbox, join_batch
 from edge.settings import EdgeSettings
-from homeward.wire import HubConfig, HubStatus, config_topic, readings_topic, status_topic
+from homeward.wire import (
+    HubConfig,
+    HubStatus,
+    StoredAck,
+    acks_topic,
+    config_topic,
+    readings_topic,
+    status_topic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +119,12 @@ class Publisher:
         self.on_config = on_config
         self.client_id = client_id or hub_id
         self.idle_poll_s = idle_poll_s
-        self.window = DrainWindow(outbox, batch_readings=self.settings.batch_readings,
-                                  max_inflight=self.settings.max_inflight_messages,
-                                  bucket=TokenBucket(self.settings.messages_per_second))
+        self.window = DrainWindow(
+            outbox, batch_readings=self.settings.batch_readings,
+            max_inflight=self.settings.max_inflight_messages,
+            bucket=TokenBucket(self.settings.messages_per_second),
+            stored_ack_timeout_s=(self.settings.stored_ack_timeout_s
+                                  if self.settings.stored_acks else None))
         self.backoff = Backoff(self.settings.reconnect_min_s, self.settings.reconnect_max_s, rng)
         self.connected = False
         self.connections = 0  # successful CONNACKs so far
@@ -121,6 +132,7 @@ class Publisher:
         self._topic_readings = readings_topic(hub_id)
         self._topic_status = status_topic(hub_id)
         self._topic_config = config_topic(hub_id)
+        self._topic_acks = acks_topic(hub_id)
         self._status_wanted = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -213,6 +225,10 @@ class Publisher:
         if self._status_wanted.is_set():
             self._status_wanted.clear()
             self._publish_status(client)
+        if self.window.resend_unconfirmed():
+            log.warning("hub %s: readings PUBACKed %.0f s ago are still unconfirmed by the "
+                        "server; sending everything held again", self.hub_id,
+                        self.settings.stored_ack_timeout_s)
         while (batch := self.window.next_batch()) is not None:
             info = client.publish(self._topic_readings, join_batch(r.payload for r in batch),
                                   qos=1)
@@ -265,6 +281,8 @@ class Publisher:
         log.info("hub %s: connected to %s:%s (session present: %s)", self.hub_id,
                  self.broker.host, self.broker.port, flags.session_present)
         client.subscribe(self._topic_config, qos=1)
+        if self.settings.stored_acks:
+            client.subscribe(self._topic_acks, qos=1)
         self._status_wanted.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
@@ -290,6 +308,9 @@ class Publisher:
         self.window.acked(mid)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if message.topic == self._topic_acks:
+            self._on_stored_ack(message.payload)
+            return
         if message.topic != self._topic_config:
             return
         if not message.payload:
@@ -306,3 +327,12 @@ class Publisher:
                 self.on_config(config)
             except Exception:
                 log.exception("hub %s: applying the config failed", self.hub_id)
+
+    def _on_stored_ack(self, payload: bytes | bytearray) -> None:
+        """The server committed these readings (or quarantined them): forget them."""
+        try:
+            ids = StoredAck.model_validate_json(payload).stored
+        except ValidationError as err:
+            log.error("hub %s: ignoring a bad stored-ack: %s", self.hub_id, err)
+            return
+        self.outbox.delete_ids(ids)

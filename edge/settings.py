@@ -39,3 +39,9 @@ class EdgeSettings(BaseSettings):
     #: MQTT 5 session expiry: the broker keeps the hub's session this long.
     session_expiry_s: int = Field(default=7 * 24 * 3600, ge=0)
     keepalive_s: int = Field(default=30, ge=5)
+    #: Keep a reading after the broker's PUBACK until the server says it is stored
+    #: (``.../acks``), and send it again if that has not come within
+    #: ``stored_ack_timeout_s``: a broker that crashes after its PUBACK, before it
+    #: saved the message, then loses nothing (see docs/wire-format.md).
+    stored_acks: bool = True
+    stored_ack_timeout_s: float = Field(default=30.0, gt=0)

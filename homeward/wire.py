@@ -60,6 +60,11 @@ def config_topic(hub: str) -> str:
     return f"{TOPIC_PREFIX}/hubs/{hub}/config"
 
 
+def acks_topic(hub: str) -> str:
+    """Server -> hub: the ids of readings committed (or quarantined), see StoredAck."""
+    return f"{TOPIC_PREFIX}/hubs/{hub}/acks"
+
+
 READINGS_SUBSCRIPTION = f"{TOPIC_PREFIX}/hubs/+/readings"
 STATUS_SUBSCRIPTION = f"{TOPIC_PREFIX}/hubs/+/status"
 
@@ -256,3 +261,14 @@ class HubConfig(BaseModel):
     version: int = 1
     devices: list[PairedDevice] = []
     schedule: list[ScheduleSlot] = []
+
+
+class StoredAck(BaseModel):
+    """On ``.../acks`` (QoS 1, not retained): after its database commit the server
+    names the readings of each message it received: stored (or already stored), or
+    quarantined.  A hub that asks for these keeps a reading until it is named here,
+    so a broker that crashes after its PUBACK but before saving loses nothing."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    stored: list[Annotated[str, Field(max_length=64)]]

@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
@@ -49,7 +50,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from homeward.settings import Settings
-from homeward.wire import READINGS_SUBSCRIPTION, STATUS_SUBSCRIPTION
+from homeward.wire import READINGS_SUBSCRIPTION, STATUS_SUBSCRIPTION, acks_topic
 from server.ingest_rows import Prepared, prepare
 from server.ingest_writer import BatchResult, BatchWriter
 
@@ -300,9 +301,14 @@ class Ingest:
         return BatchResult(*totals)
 
     def _ack(self, batch: list[Prepared]) -> None:
+        """After the commit: PUBACK each message, and name its readings back to its hub
+        (``.../acks``), so a hub that waits for that can forget them."""
         with self._ack_lock:
             epoch = self._epoch
             for msg in batch:
+                if msg.hub is not None and msg.ids:
+                    self.client.publish(acks_topic(msg.hub),
+                                        orjson.dumps({"stored": msg.ids}), qos=1)
                 if msg.qos == 0:
                     continue
                 if msg.epoch != epoch:

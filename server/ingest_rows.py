@@ -51,6 +51,10 @@ class Prepared:
     copy_data: bytes = b""
     quarantine: list[QuarantineRow] = field(default_factory=list)
     status: StatusRow | None = None
+    hub: str | None = None
+    #: Ids of the readings this message carried, stored or quarantined: named back to
+    #: the hub on ``.../acks`` once committed (homeward.wire.StoredAck).
+    ids: list[str] = field(default_factory=list)
 
 
 def _array_literal(flags: tuple[str, ...]) -> str:
@@ -98,6 +102,9 @@ def prepare(msg: Prepared) -> Prepared:
 def _prepare_readings(msg: Prepared, hub: str) -> None:
     received_at = msg.received_at
     decoded = decode_readings(msg.payload, now=received_at)
+    msg.hub = hub
+    msg.ids = [str(r.id) for r in decoded.readings]
+    msg.ids += [i for i in (_item_id(j.item) for j in decoded.rejects) if i is not None]
     if decoded.readings:
         tail = "\t" + received_at.isoformat() + "\n"
         hub_field = "\t" + hub.translate(_COPY_ESCAPES) + "\t"
@@ -114,6 +121,15 @@ def _prepare_readings(msg: Prepared, hub: str) -> None:
     for reject in decoded.rejects:
         msg.quarantine.append(_quarantine_item(received_at, hub, msg.topic, reject.index,
                                                reject.reason, reject.item))
+
+
+def _item_id(item: Any) -> str | None:
+    """The ``id`` of a rejected item, when it has a plausible one (to confirm it too)."""
+    if isinstance(item, dict):
+        value = item.get("id")
+        if isinstance(value, str) and 0 < len(value) <= 64:
+            return value
+    return None
 
 
 def _prepare_status(msg: Prepared, hub: str) -> None:

@@ -122,8 +122,9 @@ def test_local_pairing_file_round_trips_and_merges_with_the_server_config(tmp_pa
 
 # -- the running agent against a real broker ---------------------------------------------------
 
-FAST = EdgeSettings(reconnect_min_s=0.05, reconnect_max_s=0.3, status_interval_s=1,
-                    messages_per_second=200)
+# No server in these tests confirms storage: the hub deletes on the broker's PUBACK.
+FAST = EdgeSettings(stored_acks=False, reconnect_min_s=0.05, reconnect_max_s=0.3,
+                    status_interval_s=1, messages_per_second=200)
 
 
 def make_agent(tmp_path: Path, broker: MosquittoServer, **kwargs: Any) -> EdgeAgent:

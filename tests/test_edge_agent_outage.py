@@ -113,7 +113,10 @@ def produced_ids(path: Path) -> dict[str, str]:
 
 
 def test_outage_and_sigkills_lose_nothing_and_drain_in_order(
-        tmp_path: Path, mosquitto: MosquittoServer) -> None:
+        tmp_path: Path, mosquitto: MosquittoServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A plain subscriber stands in for the server and sends no stored-acks: the
+    # agent processes delete on the broker's PUBACK.
+    monkeypatch.setenv("HOMEWARD_EDGE_STORED_ACKS", "false")
     state, produced = tmp_path / "hub-1", tmp_path / "produced.txt"
     server = Subscriber(mosquitto, ["homeward/v1/hubs/hub-1/readings"], client_id="server",
                         persistent=True)

@@ -27,8 +27,9 @@ from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
-FAST = EdgeSettings(reconnect_min_s=0.05, reconnect_max_s=0.3, status_interval_s=1,
-                    messages_per_second=200)
+# No server in these tests confirms storage: the hub deletes on the broker's PUBACK.
+FAST = EdgeSettings(stored_acks=False, reconnect_min_s=0.05, reconnect_max_s=0.3,
+                    status_interval_s=1, messages_per_second=200)
 TIMING = BleTiming(scan_window_s=1.0, reconnect_initial_s=0.05, reconnect_max_s=0.5)
 
 

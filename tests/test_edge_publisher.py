@@ -30,7 +30,8 @@ pytestmark = pytest.mark.integration
 HUB = "hub-1"
 READINGS = f"homeward/v1/hubs/{HUB}/readings"
 STATUS = f"homeward/v1/hubs/{HUB}/status"
-FAST = EdgeSettings(reconnect_min_s=0.05, reconnect_max_s=0.3, batch_readings=50,
+# No server in these tests confirms storage: the hub deletes on the broker's PUBACK.
+FAST = EdgeSettings(stored_acks=False, reconnect_min_s=0.05, reconnect_max_s=0.3, batch_readings=50,
                     messages_per_second=200, keepalive_s=5)
 
 

@@ -41,6 +41,7 @@ def default_acl(server_users: tuple[str, ...] = ("homeward-server",)) -> str:
         "pattern write homeward/v1/hubs/%u/readings",
         "pattern readwrite homeward/v1/hubs/%u/status",
         "pattern read homeward/v1/hubs/%u/config",
+        "pattern read homeward/v1/hubs/%u/acks",
     ]
     return "\n".join(lines) + "\n"
 
