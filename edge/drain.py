@@ -26,6 +26,9 @@ from edge.outbox import Outbox, OutboxRow
 
 Clock = Callable[[], float]
 
+#: The longest wait before unconfirmed readings are sent again (stored-ack mode).
+MAX_RESEND_WAIT_S = 3600.0
+
 
 class TokenBucket:
     """``rate`` tokens per second, holding at most ``burst`` (default: one second's worth)."""
@@ -70,6 +73,11 @@ class DrainWindow:
         #: sent again.
         self.stored_ack_timeout_s = stored_ack_timeout_s
         self._awaiting_store: deque[tuple[float, int]] = deque()  # (PUBACK time, max seq)
+        #: The wait before a resend doubles after each resend that no stored-ack
+        #: follows (the server is down: don't re-queue the backlog every 30 s at
+        #: the broker), up to this cap; any stored-ack brings it back.
+        self._resend_wait = stored_ack_timeout_s
+        self.resends = 0
         self.batch_readings = batch_readings
         self.max_inflight = max_inflight
         self.bucket = bucket
@@ -126,9 +134,9 @@ class DrainWindow:
         readings in the outbox (the server never confirmed them: a broker crash lost
         them, say), rewind so that everything held is sent again.  Returns True then.
         """
-        if self.stored_ack_timeout_s is None or not self._awaiting_store:
+        if self._resend_wait is None or not self._awaiting_store:
             return False
-        deadline = self.bucket.clock() - self.stored_ack_timeout_s
+        deadline = self.bucket.clock() - self._resend_wait
         expired_upto = 0
         while self._awaiting_store and self._awaiting_store[0][0] <= deadline:
             expired_upto = max(expired_upto, self._awaiting_store.popleft()[1])
@@ -137,7 +145,13 @@ class DrainWindow:
             return False
         self._awaiting_store.clear()  # all of it goes again; the server is idempotent
         self.rewind()
+        self.resends += 1
+        self._resend_wait = min(self._resend_wait * 2, MAX_RESEND_WAIT_S)
         return True
+
+    def confirmed(self) -> None:
+        """A stored-ack arrived: the server is storing again; resend waits start over."""
+        self._resend_wait = self.stored_ack_timeout_s
 
     def refused(self, mid: int) -> None:
         """The broker refused ``mid`` (an MQTT 5 PUBACK error): keep its readings.

@@ -226,9 +226,9 @@ class Publisher:
             self._status_wanted.clear()
             self._publish_status(client)
         if self.window.resend_unconfirmed():
-            log.warning("hub %s: readings PUBACKed %.0f s ago are still unconfirmed by the "
-                        "server; sending everything held again", self.hub_id,
-                        self.settings.stored_ack_timeout_s)
+            log.warning("hub %s: readings the broker acknowledged are still unconfirmed by "
+                        "the server; sending everything held again (resend %d)",
+                        self.hub_id, self.window.resends)
         while (batch := self.window.next_batch()) is not None:
             info = client.publish(self._topic_readings, join_batch(r.payload for r in batch),
                                   qos=1)
@@ -336,3 +336,4 @@ class Publisher:
             log.error("hub %s: ignoring a bad stored-ack: %s", self.hub_id, err)
             return
         self.outbox.delete_ids(ids)
+        self.window.confirmed()

@@ -243,3 +243,42 @@ def test_a_refused_message_is_sent_again_without_duplicating_what_is_in_flight(
     for mid in (2, 3, 4):
         window.acked(mid)
     assert box.depth == 0
+
+
+def test_with_stored_acks_only_the_server_deletes_and_silence_means_send_again(
+        tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    held = [reading(n=n) for n in range(4)]
+    box.add_many(held)
+    clock = FakeClock()
+    window = DrainWindow(box, batch_readings=2, max_inflight=10,
+                         bucket=TokenBucket(rate=1000, clock=clock), stored_ack_timeout_s=30)
+
+    def send_all() -> list[str]:
+        ids: list[str] = []
+        mid = 100 + window.messages_acked
+        while (batch := window.next_batch()) is not None:
+            mid += 1
+            window.sent(mid, batch)
+            window.acked(mid)  # the broker's PUBACK
+            ids += [orjson_id(r.payload) for r in batch]
+        return ids
+
+    assert send_all() == [str(r.id) for r in held]
+    assert box.depth == 4  # a PUBACK alone deletes nothing
+    box.delete_ids([str(held[0].id)])  # the server's stored-ack for one reading
+    window.confirmed()
+    clock.now += 29.9
+    assert not window.resend_unconfirmed()
+    clock.now += 0.2
+    assert window.resend_unconfirmed()  # 30 s without a stored-ack for the rest
+    assert send_all() == [str(r.id) for r in held[1:]]  # sent again, nothing else
+    clock.now += 30.1
+    assert not window.resend_unconfirmed()  # the server is still silent: wait doubles
+    clock.now += 30.0
+    assert window.resend_unconfirmed() and window.resends == 2
+    send_all()
+    box.delete_ids([str(r.id) for r in held[1:]])
+    window.confirmed()
+    clock.now += 30.1
+    assert not window.resend_unconfirmed() and box.depth == 0
