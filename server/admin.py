@@ -116,6 +116,20 @@ def create_hub(conn: Conn, *, hub_id: str) -> str:
     return hub_id
 
 
+#: Attribute the hub's unattributed readings in the window to the patient and queue them
+#: for the alert engine in taken_at order (the order ingest queues a batch in).
+BACKFILL_AND_QUEUE = """
+WITH attributed AS (
+    UPDATE reading SET patient_id = %s
+     WHERE hub_id = %s AND patient_id IS NULL
+       AND taken_at >= %s AND (%s::timestamptz IS NULL OR taken_at < %s)
+    RETURNING id, taken_at, patient_id, kind
+)
+INSERT INTO evaluation_queue (reading_id, taken_at, patient_id, kind)
+SELECT id, taken_at, patient_id, kind FROM attributed ORDER BY taken_at, id
+"""
+
+
 def enrol(conn: Conn, *, hub_id: str, patient_id: int, valid_from: datetime,
           valid_to: datetime | None = None) -> int:
     """Attribute the hub's readings taken from ``valid_from`` (to ``valid_to``) to the patient.
@@ -124,7 +138,10 @@ def enrol(conn: Conn, *, hub_id: str, patient_id: int, valid_from: datetime,
     ``valid_from`` (the hub moves to the new patient); any other overlap is
     refused with :class:`EnrolmentConflict`.  Readings already stored for the
     hub in the window without a patient (they arrived before the enrolment
-    existed) are attributed to the patient.
+    existed) are attributed to the patient and queued for evaluation in the same
+    transaction: the alert engine passes over a queued reading without a patient
+    (no patient, no rules), so this is when a rule first sees them.  Readings
+    already attributed are never queued again: enrolling twice evaluates nothing twice.
     """
     if valid_from.tzinfo is None or (valid_to is not None and valid_to.tzinfo is None):
         raise ValueError("enrolment times must be timezone-aware")
@@ -146,10 +163,10 @@ def enrol(conn: Conn, *, hub_id: str, patient_id: int, valid_from: datetime,
             " VALUES (%s, %s, %s, %s) RETURNING id",
             (hub_id, patient_id, valid_from, valid_to)).fetchone()
         assert row is not None
-        conn.execute(
-            "UPDATE reading SET patient_id = %s WHERE hub_id = %s AND patient_id IS NULL"
-            " AND taken_at >= %s AND (%s::timestamptz IS NULL OR taken_at < %s)",
-            (patient_id, hub_id, valid_from, valid_to, valid_to))
+        queued = conn.execute(BACKFILL_AND_QUEUE,
+                              (patient_id, hub_id, valid_from, valid_to, valid_to)).rowcount
+        if queued:
+            conn.execute("NOTIFY evaluation_queue")
     return int(row[0])
 
 
