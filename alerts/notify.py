@@ -252,7 +252,11 @@ class Notifier:
                         team_id=fallback or gap_team, at=now,
                         detail={"team_id": gap_team, "rota_level": level.rota_level,
                                 "alert_id": alert["id"], "fallback": fallback})
-                if fallback is not None:
+                if fallback is None:
+                    log.warning("rota gap: nobody on duty in %s at rota level %d and no"
+                                " fallback team; alert %s stays with %s", gap_team,
+                                level.rota_level, alert["id"], gap_team)
+                else:
                     team_id = fallback
                     record_event(conn, alert["id"], "fallback", at=now,
                                  detail={"from": gap_team, "to": fallback,
@@ -268,6 +272,8 @@ class Notifier:
                 people = on_duty(conn, fallback, 0, now)
             else:
                 notes.append("no fallback team: stays with its team")
+                log.warning("alert %s reached its fallback level but %s has no fallback"
+                            " team; it stays there", alert["id"], team_id)
                 if team_id is not None:
                     people = on_duty(conn, team_id, 0, now)
         out: list[Recipient] = []

@@ -174,20 +174,57 @@ def test_rota_gap_sends_to_fallback_and_raises_a_system_alert(conn, smtp_server)
     assert any("Colin Oakes" in s for s in olu) and any("Rota gap" in s for s in olu)
 
 
-def test_rota_gap_without_any_fallback_keeps_the_alert_and_says_so(conn, smtp_server):
+def test_rota_gap_without_any_fallback_keeps_the_alert_and_says_so(conn, smtp_server,
+                                                                    tmp_path, caplog):
+    """No fallback anywhere: copd-north has none of its own (team_escalation) and the
+    routing file names no ``default_fallback_team``.  Nobody is on duty.  The alert stays
+    open with copd-north (its dashboard and team mailbox), a system alert names each gap,
+    the escalation's fallback level keeps it there, and nothing goes anywhere else."""
+    from importlib import resources
+
+    shipped = resources.files("alerts.rules").joinpath("routes.yaml").read_text("utf-8")
+    assert "default_fallback_team: out-of-hours\n" in shipped
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(shipped.replace("default_fallback_team: out-of-hours\n", ""))
     world = build_world(conn, rota=False)
     conn.execute("DELETE FROM team_escalation")
     clock = Clock(MONDAY)
-    svc = make_service(clock, smtp_server.port)
-    conn.execute("UPDATE team SET id = id")  # no-op; the default fallback is out-of-hours
-    conn.execute("DELETE FROM team_member WHERE team_id = 'out-of-hours'")
+    svc = make_service(clock, smtp_server.port, routes=routes)
+    assert svc.notifier.routing.default_fallback_team is None
+
+    caplog.set_level("WARNING", logger="alerts.notify")
     a = open_amber(conn, svc, clock, world, MONDAY + timedelta(hours=10))
     got = store.get_alert(conn, a["id"])
-    # default_fallback_team (routes.yaml) takes it; nobody on duty there either: its team mail
-    assert got["team_id"] == "out-of-hours"
-    assert smtp_server.to("ooh@example.nhs.uk")
-    assert [x["rule_id"] for x in store.list_alerts(conn) if x["category"] == "system"] == [
-        "system.rota_gap.copd-north.L0"]
+    assert (got["state"], got["team_id"], got["escalation_level"]) == ("open", "copd-north", 0)
+    assert "fallback" not in events(conn, a["id"])
+    assert [(n[1], n[2], n[5]) for n in notifications(conn, a["id"])] == [
+        ("dashboard", "copd-north", "delivered"),
+        ("email", "copd-north@example.nhs.uk", "delivered")]
+    (gap,) = [x for x in store.list_alerts(conn) if x["category"] == "system"]
+    assert (gap["rule_id"], gap["team_id"], gap["severity"]) == (
+        "system.rota_gap.copd-north.L0", "copd-north", "red")
+    assert "no fallback (stays with copd-north)" in gap["summary"]
+    assert sorted(r.getMessage() for r in caplog.records) == sorted(
+        f"rota gap: nobody on duty in copd-north at rota level 0 and no fallback team;"
+        f" alert {alert_id} stays with copd-north"
+        for alert_id in (a["id"], gap["id"]))   # the system alert falls in the same gap
+    team_mail = [m["Subject"] for m in smtp_server.to("copd-north@example.nhs.uk")]
+    assert any("Colin Oakes" in s for s in team_mail) and any("Rota gap" in s for s in team_mail)
+
+    svc.tick(conn, clock.advance(minutes=15))         # level 1: nobody at rota level 1
+    svc.tick(conn, clock.advance(minutes=15))         # level 2, "fallback": there is none
+    got = store.get_alert(conn, a["id"])
+    assert (got["state"], got["team_id"], got["escalation_level"]) == ("open", "copd-north", 2)
+    assert sorted(x["rule_id"] for x in store.list_alerts(conn) if x["category"] == "system"
+                  ) == ["system.rota_gap.copd-north.L0", "system.rota_gap.copd-north.L1"]
+    assert events(conn, a["id"]) == ["opened", "notified", "escalated", "escalated"]
+    assert [n[3] for n in notifications(conn, a["id"]) if n[1] == "email"] == [0, 1, 2]
+    assert f"alert {a['id']} reached its fallback level but copd-north has no fallback" \
+        " team; it stays there" in [r.getMessage() for r in caplog.records]
+    svc.tick(conn, clock.advance(minutes=30))          # and it keeps reminding
+    assert events(conn, a["id"])[-1] == "reminder"
+    assert {m["To"] for m in smtp_server.messages} == {"copd-north@example.nhs.uk"}
+    assert all(n[5] == "delivered" for n in notifications(conn))
 
 
 def test_snooze_silences_until_expiry_then_notifies(conn, smtp_server):
