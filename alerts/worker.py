@@ -183,18 +183,21 @@ class AlertEngine:
                 view = Window(_ending_with(rows[start:upto], str(item.reading_id), kinds))
                 finding = evaluate(rule, view, item.taken_at)
                 change = self._apply(conn, pid, rule, finding, now, status.get(pid),
-                                     active.setdefault(pid, set()))
+                                     active.setdefault(pid, set()), evidence_at=item.taken_at)
                 if change is not None:
                     changes.append(change)
         return changes
 
     def _apply(self, conn: psycopg.Connection[Any], pid: int, rule: Rule,
                finding: Finding | None, now: datetime, patient_status: str | None,
-               active: set[str]) -> AlertChange | None:
+               active: set[str], evidence_at: datetime | None = None) -> AlertChange | None:
         if finding is None:
             return None
         if not finding.firing and (rule.id not in active or not rule.auto_resolve):
             return None  # nothing active to clear: no round trip
+        if not finding.firing and evidence_at is not None and newer_reading_stored(
+                conn, pid, rule.reading_kinds, evidence_at):
+            return None  # a late reading: the newer evidence, not this, decides the clear
         team_id, route = (None, None)
         if finding.firing and rule.id not in active:  # a new alert: where does it go?
             team_id, route = self.router(conn, pid, rule,
@@ -276,6 +279,17 @@ def ticked(rule: Rule) -> bool:
     if rule.kind in TICK_KINDS:
         return True
     return rule.kind == "threshold" and getattr(rule.params, "for_", None) is not None
+
+
+def newer_reading_stored(conn: psycopg.Connection[Any], pid: int, kinds: tuple[str, ...],
+                         at: datetime) -> bool:
+    """Has the patient a reading of ``kinds`` taken after ``at``?  A reading evaluated
+    late (a hub's backlog, readings attributed by a late enrolment) is judged at its own
+    instant, so it may still open or re-trigger an alert (its values were never seen),
+    but it never clears one: a newer reading was, or will be, evaluated and decides."""
+    return conn.execute("SELECT EXISTS (SELECT 1 FROM reading WHERE patient_id = %s"
+                        " AND kind = ANY(%s) AND taken_at > %s)",
+                        (pid, list(kinds), at)).fetchone() == (True,)
 
 
 def active_rules(conn: psycopg.Connection[Any], pids: list[int]) -> dict[int, set[str]]:

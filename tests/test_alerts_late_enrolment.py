@@ -9,6 +9,7 @@ reading is judged at its own instant: the rule's window ends at its ``taken_at``
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 
 from alerts import store
 from alerts.ruleset import load_ruleset
-from alerts.sample_data import add_patient, add_team
+from alerts.sample_data import add_patient, add_team, insert_reading
 from alerts.worker import AlertEngine
 from server import admin
 from server.ingest_rows import Prepared, prepare
@@ -125,3 +126,25 @@ def test_enrol_queues_nothing_when_the_hub_has_no_unattributed_readings(conn, db
     assert ingest(db_url, HUB, [bp(120, 80, days_ago=1)]) == 1
     assert [p for _, p in queued(conn)] == [pid]                # attributed at ingest
 
+
+def test_a_back_filled_old_reading_does_not_clear_a_newer_alert(conn, db_url):
+    """Hub B's readings from two days ago, attributed late, are older than the low SpO2
+    reading hub A sent this morning: the alert that reading raised stays open."""
+    add_team(conn, "dn-north")
+    pid = add_patient(conn, "Pat Two Hubs", teams=["dn-north"], hub_id="hub-a",
+                      since=NOW - timedelta(days=30))
+    engine = AlertEngine(load_ruleset(), clock=Clock(NOW))
+    insert_reading(conn, patient_id=pid, kind="spo2", hub_id="hub-a",
+                   values={"spo2": 91, "pulse_rate": 90}, taken_at=NOW - timedelta(hours=1))
+    drain(conn, engine)
+    (alert,) = [a for a in store.list_alerts(conn) if a["rule_id"] == "spo2_low"]
+
+    admin.create_hub(conn, hub_id="hub-b")
+    ingest(db_url, "hub-b", [reading(kind="spo2", values={"spo2": 97, "pulse_rate": 70},
+                                     taken_at=NOW - timedelta(days=2, minutes=m),
+                                     id=str(uuid.uuid4())) for m in (0, 5)])
+    drain(conn, engine)
+    admin.enrol(conn, hub_id="hub-b", patient_id=pid, valid_from=NOW - timedelta(days=7))
+    assert drain(conn, engine) == 2
+    still = store.get_alert(conn, alert["id"])
+    assert still["state"] == "open"
