@@ -7,6 +7,7 @@ COPY edge ./edge
 COPY server ./server
 COPY alerts ./alerts
 COPY device_sim ./device_sim
+COPY stack ./stack
 RUN pip install --no-cache-dir .
 USER homeward
 ENV HOMEWARD_ENV=production

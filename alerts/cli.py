@@ -1,4 +1,4 @@
-"""Alert commands: ``homeward alerts``, ``homeward rules ...``, ``homeward bench alerts``."""
+"""Alert commands: ``homeward alerts``, ``homeward rules ...``."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def _db_url(url: str | None) -> str:
     return url or get_settings().database_url
 
 
-def register(app: typer.Typer, bench: typer.Typer) -> None:
+def register(app: typer.Typer) -> None:
     rules_app = typer.Typer(help="Clinical rules and routing: check, route-test, backtest.",
                             no_args_is_help=True)
     app.add_typer(rules_app, name="rules")
@@ -71,4 +71,4 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 
     from alerts import cli_more
 
-    cli_more.register_more(app, rules_app, bench)
+    cli_more.register_more(app, rules_app)

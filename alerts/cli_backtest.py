@@ -1,4 +1,4 @@
-"""``homeward rules backtest`` and ``homeward bench alerts``."""
+"""``homeward rules backtest``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 
-def register_backtest(rules_app: typer.Typer, bench: typer.Typer) -> None:
+def register_backtest(rules_app: typer.Typer) -> None:
     @rules_app.command("backtest")
     def backtest_cmd(
         date_from: Annotated[str, typer.Option("--from", help="start (ISO date or time, UTC)")],
@@ -61,21 +61,3 @@ def register_backtest(rules_app: typer.Typer, bench: typer.Typer) -> None:
             per_rule.to_csv(csv.with_name(f"{csv.stem}-per-rule.csv"))
             typer.echo(f"\nCSV: {csv}, {csv.stem}-per-team-day.csv, {csv.stem}-per-rule.csv")
 
-    @bench.command("alerts")
-    def bench_alerts(
-        readings: Annotated[int, typer.Option(help="readings for the throughput run")] = 20000,
-        patients: Annotated[int, typer.Option(help="patients they are spread over")] = 500,
-        rate: Annotated[float, typer.Option(help="readings/s offered in the latency run")]
-        = 1000.0,
-        seconds: Annotated[float, typer.Option(help="length of the latency run")] = 10.0,
-        alert_every: Annotated[int, typer.Option(
-            help="one reading in this many raises a new alert in the latency run")] = 50,
-        database_url: Annotated[str | None, typer.Option(
-            "--database-url", help="an EMPTY database to use; default: a private PostgreSQL "
-                                   "in a temporary folder")] = None,
-    ) -> None:
-        """Readings evaluated per second and p99 commit -> alert time (`homeward alerts`)."""
-        from alerts.bench import run_bench
-
-        run_bench(readings=readings, patients=patients, rate=rate, seconds=seconds,
-                  alert_every=alert_every, database_url=database_url, echo=typer.echo)

@@ -1,4 +1,4 @@
-"""More alert commands: ``rules route-test``, ``rules backtest``, ``bench alerts``."""
+"""More alert commands: ``rules route-test``, ``rules backtest``."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def _parse_at(value: str | None) -> datetime:
     return at
 
 
-def register_more(app: typer.Typer, rules_app: typer.Typer, bench: typer.Typer) -> None:
+def register_more(app: typer.Typer, rules_app: typer.Typer) -> None:
     @rules_app.command("route-test")
     def route_test(
         care_team: Annotated[list[str], typer.Option(
@@ -75,7 +75,7 @@ def register_more(app: typer.Typer, rules_app: typer.Typer, bench: typer.Typer) 
 
     from alerts.cli_backtest import register_backtest
 
-    register_backtest(rules_app, bench)
+    register_backtest(rules_app)
 
 
 def tree_tz(name: str) -> tzinfo:

@@ -1,5 +1,4 @@
-"""Simulator commands: ``homeward sim watch``, ``homeward sim devices`` and
-``homeward bench sim-racp``."""
+"""Simulator commands: ``homeward sim watch`` and ``homeward sim devices``."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ import typer
 from device_sim.remote_devices import FAULT_HELP
 
 
-def register(app: typer.Typer, bench: typer.Typer) -> None:
+def register(app: typer.Typer) -> None:
     sim = typer.Typer(help="Virtual BLE health devices.", no_args_is_help=True)
     app.add_typer(sim, name="sim")
 
@@ -94,16 +93,6 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             typer.echo(f"cannot serve on {address}: {err.strerror or err}", err=True)
             raise typer.Exit(2) from err
 
-    @bench.command("sim-racp")
-    def bench_racp(records: int = typer.Option(2000, min=1, max=65000)) -> None:
-        """Stored-record download rate: virtual glucose meter -> bleak -> edge.ble -> edge.gatt."""
-        import asyncio
-        import sys
-
-        elapsed = asyncio.run(_bench_racp(records))
-        typer.echo(f"{records} RACP records downloaded and decoded in {elapsed:.3f} s: "
-                   f"{records / elapsed:,.0f} records/s ({sys.executable})")
-
 
 async def _watch(counts: dict[str, int], stored: int, deteriorating: bool, every: float,
                  seconds: float, seed: int) -> None:
@@ -138,33 +127,4 @@ async def _watch(counts: dict[str, int], stored: int, deteriorating: bool, every
             for state in c.status():
                 typer.echo(f"status {state.model_dump_json()}")
 
-
-async def _bench_racp(records: int) -> float:
-    import asyncio
-    import time
-    from datetime import timedelta
-
-    from device_sim.radio import VirtualRadio
-    from edge.ble import BleCollector, BleTiming, resolve_backend
-    from homeward.kinds import Kind
-    from homeward.wire import PairedDevice
-
-    received = 0
-    done = asyncio.Event()
-
-    async def count(address: str, measurement: object, raw: bytes) -> None:
-        nonlocal received
-        received += 1
-        if received == records:
-            done.set()
-
-    with VirtualRadio("bench-racp", advertising_interval_s=0.001) as radio:
-        meter = radio.add_device(Kind.GLUCOSE)
-        meter.store_records(records, every=timedelta(minutes=5))
-        started = time.perf_counter()
-        async with BleCollector([PairedDevice(address=meter.address, kind=Kind.GLUCOSE)], count,
-                                backend=resolve_backend("sim", sim_radio="bench-racp"),
-                                timing=BleTiming(reconnect_initial_s=0.01)):
-            await done.wait()
-            return time.perf_counter() - started
 

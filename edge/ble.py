@@ -15,10 +15,12 @@ is durable.  Bytes that do not parse go to ``on_garbage(address,
 characteristic, raw, reason)`` and are counted; they never stop the device's
 task, nor any other device's.
 
-Backends: ``"bleak"`` is the platform's Bluetooth; ``"sim"`` resolves
-``device_sim.backend:SimBleakScanner`` / ``SimBleakClient`` by import path, so
-the edge never imports the simulator, and passes ``sim_radio=<id>`` through
-bleak to the backend so several hubs in one process each hear their own radio.
+Backends: ``"bleak"`` is the platform's Bluetooth; any other name is looked up
+among the installed ``homeward.ble_backends`` entry points (the simulator
+publishes ``"sim"``), so the edge never names the simulator.  A plug-in gives
+``scanner`` and ``client`` classes and a ``virtual_radio(radio_id)`` factory;
+``sim_radio=<id>`` passes through bleak to the backend so several hubs in one
+process each hear their own radio.
 
 bleak errors are converted here (``raise ... from err``) into ``BleError``
 subclasses; nothing above this module sees a bleak type.
@@ -28,12 +30,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from importlib.metadata import entry_points
 from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
@@ -62,8 +64,8 @@ from homeward.wire import DeviceState, PairedDevice
 
 _LOGGER = logging.getLogger(__name__)
 
-SIM_SCANNER = "device_sim.backend:SimBleakScanner"
-SIM_CLIENT = "device_sim.backend:SimBleakClient"
+#: Entry-point group of named BLE backends (pyproject.toml).
+BACKEND_ENTRY_POINTS = "homeward.ble_backends"
 
 # Characteristic UUIDs (16-bit), reference section 1.
 BATTERY_LEVEL = 0x2A19
@@ -147,24 +149,28 @@ class BleBackend:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-def _load(path: str) -> Any:
-    module_name, _, attribute = path.partition(":")
+def load_backend_plugin(name: str) -> Any:
+    """The module published as BLE backend ``name`` (entry point group
+    ``homeward.ble_backends``); BackendUnavailable when none is installed."""
+    found = entry_points(group=BACKEND_ENTRY_POINTS, name=name)
+    if not found:
+        known = sorted({"bleak", *(ep.name for ep in entry_points(group=BACKEND_ENTRY_POINTS))})
+        raise BackendUnavailable(f"unknown BLE backend {name!r} (installed: {', '.join(known)})")
     try:
-        return getattr(importlib.import_module(module_name), attribute)
+        return next(iter(found)).load()
     except (ImportError, AttributeError) as err:
-        raise BackendUnavailable(f"cannot load BLE backend class {path!r}: {err}") from err
+        raise BackendUnavailable(f"cannot load BLE backend {name!r}: {err}") from err
 
 
 def resolve_backend(name: Literal["bleak", "sim"] | str, *, sim_radio: str | None = None
                     ) -> BleBackend:
-    """``"bleak"``: the platform's Bluetooth.  ``"sim"``: device_sim's virtual radio
-    ``sim_radio`` (the hub id, usually), loaded by import path."""
+    """``"bleak"``: the platform's Bluetooth.  Any other name: the installed plug-in of
+    that name (``"sim"``: the simulator's virtual radio ``sim_radio``, usually the hub id)."""
     if name == "bleak":
         return BleBackend()
-    if name == "sim":
-        options = {"sim_radio": sim_radio} if sim_radio is not None else {}
-        return BleBackend(_load(SIM_SCANNER), _load(SIM_CLIENT), options)
-    raise BackendUnavailable(f"unknown BLE backend {name!r} (expected 'bleak' or 'sim')")
+    plugin = load_backend_plugin(name)
+    options = {"sim_radio": sim_radio} if sim_radio is not None else {}
+    return BleBackend(plugin.scanner, plugin.client, options)
 
 
 # ---------------------------------------------------------------- timing

@@ -1,4 +1,4 @@
-"""``homeward edge`` (the hub agent), ``edge pair|unpair|devices`` and ``bench edge``.
+"""``homeward edge`` (the hub agent), ``edge pair|unpair|devices``.
 
 Heavy imports (bleak, paho, the simulator) happen inside the commands.  The
 simulator is loaded by import path only with ``--ble sim``: the edge never
@@ -7,7 +7,6 @@ imports ``device_sim`` statically.
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -57,9 +56,10 @@ def _broker(host: str | None, port: int | None, hub_id: str) -> BrokerParams:
 
 def _sim_radio(radio_id: str, devices: list[PairedDevice]) -> Any:
     """A virtual radio holding ``devices`` (or one device of each kind when none)."""
+    from edge.ble import load_backend_plugin
     from homeward.kinds import Kind
 
-    radio = importlib.import_module("device_sim.radio").VirtualRadio(radio_id)
+    radio = load_backend_plugin("sim").virtual_radio(radio_id)
     if devices:
         for device in devices:
             radio.add_device(device.kind, address=device.address)
@@ -70,7 +70,7 @@ def _sim_radio(radio_id: str, devices: list[PairedDevice]) -> Any:
     return radio
 
 
-def register(app: typer.Typer, bench: typer.Typer) -> None:
+def register(app: typer.Typer) -> None:
     edge = typer.Typer(help="The home hub agent: BLE devices -> durable outbox -> MQTT.")
     app.add_typer(edge, name="edge")
 
@@ -193,37 +193,6 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                 config = box.get_state(SERVER_CONFIG_KEY)
                 typer.echo(f"server config (cached): {config or 'none yet'}")
                 typer.echo(f"outbox: {box.depth} readings waiting")
-
-    @bench.command("edge")
-    def bench_edge(
-        seconds: float = typer.Option(2.0, min=0.2, help="Seconds per measurement."),
-        folder: Annotated[Path | None, typer.Option(
-            help="Where to put the outbox (default: /tmp); measure on the hub's own storage.")
-        ] = None,
-    ) -> None:
-        """Edge decode rate (one core) and durable outbox throughput (FULL and NORMAL)."""
-        import platform
-        import sys
-
-        from edge.gatt.bench import measure_decode_rate
-        from edge.outbox import Synchronous
-        from edge.outbox_bench import measure_outbox_rate
-
-        typer.echo(f"interpreter: {platform.python_implementation()} "
-                   f"{platform.python_version()} ({sys.executable})")
-        decode = measure_decode_rate(seconds)
-        per_cpu = decode["readings_per_cpu_second"]
-        typer.echo(f"decode: {decode['readings_per_second']:,} readings/s wall clock, "
-                   f"{per_cpu:,} per CPU-second (the figure other load cannot lower) "
-                   f"({decode['readings']:,} in {decode['seconds']} s; target >= 200,000)")
-        where = folder or Path("/tmp")  # noqa: S108 -- a benchmark's scratch file
-        typer.echo(f"outbox on {where} (readings/s; add_1 = one commit per reading, the "
-                   "agent's contract):")
-        modes: tuple[Synchronous, ...] = ("FULL", "NORMAL")
-        for mode in modes:
-            rates = measure_outbox_rate(mode, seconds=seconds, folder=folder)
-            typer.echo(f"  synchronous={mode:<6} add_1 {rates['add_1']:>10,.0f}   "
-                       f"add_100 {rates['add_100']:>10,.0f}   drain {rates['drain']:>10,.0f}")
 
 
 async def _run_agent(hub_id: str, state_dir: Path, broker: BrokerParams, backend: str,

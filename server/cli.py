@@ -1,12 +1,11 @@
-"""Server commands: ``homeward db migrate``, ``homeward ingest``, ``homeward serve``,
-``homeward bench ingest``."""
+"""Server commands: ``homeward db migrate``, ``homeward ingest``, ``homeward serve``."""
 
 from __future__ import annotations
 
 import typer
 
 
-def register(app: typer.Typer, bench: typer.Typer) -> None:
+def register(app: typer.Typer) -> None:
     db = typer.Typer(help="Database schema.", no_args_is_help=True)
     app.add_typer(db, name="db")
 
@@ -66,25 +65,3 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         s = get_settings()
         run_server(host=host or s.api_host, port=port or s.api_port, log_level=log_level)
 
-    @bench.command("ingest")
-    def bench_ingest(
-        hubs: int = typer.Option(200, min=1, help="simulated hubs (one MQTT client each)"),
-        per_message: int = typer.Option(100, min=1, help="readings per MQTT message"),
-        seconds: float = typer.Option(20.0, min=1, help="how long to publish"),
-        rate: int = typer.Option(24000, min=0, help="offered readings/s (0: as fast as "
-                                                    "possible)"),
-        database_url: str = typer.Option(None, help="use this database instead of a "
-                                                    "private PostgreSQL"),
-        mqtt_port: int = typer.Option(None, help="use the broker on 127.0.0.1:PORT instead "
-                                                 "of a private Mosquitto"),
-        in_process: bool = typer.Option(False, help="run the ingest in this process "
-                                                    "(default: a subprocess)"),
-        as_json: bool = typer.Option(False, "--json", help="print the figures as JSON"),
-    ) -> None:
-        """Readings/s and publish→commit latency through the real broker, ingest and database."""
-        from server.bench_ingest import BenchOptions, main
-
-        raise typer.Exit(main(BenchOptions(hubs=hubs, per_message=per_message, seconds=seconds,
-                                           rate=rate, database_url=database_url,
-                                           mqtt_port=mqtt_port, in_process=in_process,
-                                           as_json=as_json)))

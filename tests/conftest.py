@@ -23,11 +23,11 @@ import psycopg
 import pytest
 
 from homeward.kinds import Kind
-from homeward.services import MosquittoServer, PostgresServer, free_port
-from homeward.services.mosquitto import default_acl
-from homeward.supervisor import Child, Supervisor
 from server import admin
 from server.migrate import migrate
+from stack.services import MosquittoServer, PostgresServer, free_port
+from stack.services.mosquitto import default_acl
+from stack.supervisor import Child, Supervisor
 
 _TEMPLATE = "homeward_template"
 _counter = itertools.count()
@@ -141,7 +141,7 @@ def platform(db_url: str, mosquitto_factory: Callable[..., MosquittoServer], tmp
     }
     children = Supervisor()
     for name, args in (("ingest", ["ingest"]), ("alerts", ["alerts"]), ("api", ["serve"])):
-        child = children.add(Child(name, ["homeward", *args], env, tmp_path / f"{name}.log"))
+        child = children.add(Child(name, ["stack", *args], env, tmp_path / f"{name}.log"))
         request.node.homeward_logs = [*getattr(request.node, "homeward_logs", []),
                                       (name, lambda f=child.log_file: f.read_text()[-4000:])]
     api = f"http://127.0.0.1:{api_port}"

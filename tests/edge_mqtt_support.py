@@ -14,8 +14,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from homeward.kinds import Kind
-from homeward.services import MosquittoServer
 from homeward.wire import Reading, decode_readings
+from stack.services import MosquittoServer
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 

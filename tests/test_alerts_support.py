@@ -23,7 +23,7 @@ from alerts.routing import load_routing
 from alerts.ruleset import load_ruleset
 from alerts.sample_data import add_clinician, add_patient, add_team, insert_reading
 from alerts.service import AlertService
-from homeward.services.common import free_port
+from stack.services.common import free_port
 
 # Monday 23 November 2026: GMT, so London time == UTC.
 MONDAY = datetime(2026, 11, 23, tzinfo=UTC)

@@ -16,11 +16,11 @@ import pytest
 import uvicorn
 
 from alerts import store
-from homeward.services import MosquittoServer
-from homeward.services.common import free_port
 from homeward.settings import Settings
 from server import admin
 from server.api import create_app
+from stack.services import MosquittoServer
+from stack.services.common import free_port
 
 pytestmark = pytest.mark.integration
 

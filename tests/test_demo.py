@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
-from homeward.services import free_port
-from homeward.services.common import wait_for_port
+from stack.services import free_port
+from stack.services.common import wait_for_port
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
@@ -32,7 +32,7 @@ def test_demo_end_to_end_with_mosquitto_pub(tmp_path: Path) -> None:
     api_port = free_port()
     log = (tmp_path / "demo.out").open("wb")
     demo = subprocess.Popen(
-        [sys.executable, "-m", "homeward", "demo", "--state-dir", str(state), "--api-port",
+        [sys.executable, "-m", "stack", "demo", "--state-dir", str(state), "--api-port",
          str(api_port), "--interval", "1", "--no-live"],
         stdout=log, stderr=subprocess.STDOUT)
     try:

@@ -23,8 +23,8 @@ from edge.agent import EdgeAgent
 from edge.publisher import BrokerParams
 from edge.settings import EdgeSettings
 from homeward.kinds import Kind
-from homeward.supervisor import Child
 from homeward.wire import Reading, new_reading_id
+from stack.supervisor import Child
 from tests.test_edge_agent_outage import AgentProcess, produced_ids
 from tests.waiting import wait_for
 

@@ -20,8 +20,8 @@ from edge.publisher import BrokerParams
 from edge.readings import DEVICE_TIME_INVALID, reading_from_measurement
 from edge.settings import EdgeSettings
 from homeward.kinds import Kind
-from homeward.services import MosquittoServer
 from homeward.wire import HubConfig, HubStatus, PairedDevice, config_topic
+from stack.services import MosquittoServer
 from tests.edge_mqtt_support import Subscriber
 from tests.waiting import wait_for
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from edge.agent import load_paired
-from homeward.cli import app
 from homeward.kinds import Kind
+from stack.cli import app
 
 runner = CliRunner()
 

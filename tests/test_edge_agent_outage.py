@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from edge.outbox import Outbox
-from homeward.services import MosquittoServer
+from stack.services import MosquittoServer
 from tests.edge_mqtt_support import Subscriber
 from tests.waiting import wait_for
 

@@ -20,8 +20,8 @@ from edge.ble import BleTiming
 from edge.publisher import BrokerParams
 from edge.settings import EdgeSettings
 from homeward.kinds import Kind
-from homeward.services import MosquittoServer
 from homeward.wire import PairedDevice
+from stack.services import MosquittoServer
 from tests.edge_mqtt_support import Subscriber
 from tests.waiting import wait_for
 

@@ -7,10 +7,8 @@ Timings are shrunk (BleTiming) so every scenario runs in well under a second or 
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -381,10 +379,3 @@ def test_unknown_backend_is_refused():
     with pytest.raises(BackendUnavailable):
         resolve_backend("carrier-pigeon")
 
-
-def test_edge_never_imports_the_simulator():
-    for path in Path("edge").rglob("*.py"):
-        text = path.read_text()
-        assert not re.search(r"^\s*(from|import)\s+device_sim", text, re.M), path
-        if path.name != "ble.py":
-            assert not re.search(r"^\s*(from|import)\s+bleak", text, re.M), path

@@ -19,9 +19,9 @@ from edge.outbox import Outbox
 from edge.publisher import Backoff, BrokerParams, Publisher
 from edge.settings import EdgeSettings
 from homeward.kinds import Kind
-from homeward.services import MosquittoServer
-from homeward.services.mosquitto import default_acl
 from homeward.wire import DeviceState, HubConfig, HubStatus, PairedDevice, config_topic
+from stack.services import MosquittoServer
+from stack.services.mosquitto import default_acl
 from tests.edge_mqtt_support import Subscriber, make_reading
 from tests.waiting import wait_for
 

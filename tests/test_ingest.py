@@ -15,12 +15,12 @@ import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from homeward.services import MosquittoServer, PostgresServer
 from homeward.wire import config_topic, readings_topic, status_topic
 from server import admin
 from server.hub_config import publish_hub_config
 from server.ingest import Ingest, IngestConfig
 from server.migrate import migrate
+from stack.services import MosquittoServer, PostgresServer
 from tests.ingest_support import Publisher, one, reading
 from tests.waiting import wait_for
 

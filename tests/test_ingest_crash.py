@@ -22,8 +22,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from homeward.services import MosquittoServer
 from homeward.wire import readings_topic
+from stack.services import MosquittoServer
 from tests.ingest_support import Publisher, one, reading
 from tests.waiting import wait_for
 
@@ -36,7 +36,7 @@ HUBS = 8
 
 class IngestProcess:
     def __init__(self, db_url: str, port: int, log: Path) -> None:
-        self.args = [sys.executable, "-m", "homeward", "ingest", "--database-url", db_url,
+        self.args = [sys.executable, "-m", "stack", "ingest", "--database-url", db_url,
                      "--mqtt-port", str(port), "--client-id", "ingest-crash-test"]
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None

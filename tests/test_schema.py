@@ -10,9 +10,9 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from homeward.services import PostgresServer
-from homeward.services.postgres import find_pg_bindir, timescaledb_available
 from server.migrate import has_timescaledb, migrate
+from stack.services import PostgresServer
+from stack.services.postgres import find_pg_bindir, timescaledb_available
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,8 @@ import subprocess
 import psycopg
 import pytest
 
-from homeward.services import MosquittoServer, PostgresServer
-from homeward.services.mosquitto import default_acl
+from stack.services import MosquittoServer, PostgresServer
+from stack.services.mosquitto import default_acl
 
 pytestmark = pytest.mark.integration
 

@@ -34,10 +34,10 @@ from edge.agent import EdgeAgent
 from edge.ble import BleTiming
 from edge.publisher import BrokerParams
 from edge.settings import EdgeSettings
-from homeward.cli import app as cli_app
 from homeward.kinds import Kind
-from homeward.services import MosquittoServer
 from homeward.wire import PairedDevice, Reading
+from stack.cli import app as cli_app
+from stack.services import MosquittoServer
 
 REPO = Path(__file__).resolve().parents[1]
 V1 = "00 78 00 50 00 5D 00"  # BPM, mmHg, 120/80, MAP 93 (reference vector V1)
@@ -63,7 +63,7 @@ def sim_devices(tmp_path: Path, *args: str, name: str = "radio"
     announce = tmp_path / f"{name}.json"
     log = (tmp_path / f"{name}.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "homeward", "sim", "devices", "--announce", str(announce),
+        [sys.executable, "-m", "stack", "sim", "devices", "--announce", str(announce),
          *args], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 15

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from homeward.kinds import Kind
-from homeward.services import MosquittoServer
+from stack.services import MosquittoServer
 from tests.edge_mqtt_support import Subscriber
 from tests.test_sim_remote import REPO, sim_devices
 
@@ -33,7 +33,7 @@ def test_edge_command_collects_from_sim_devices_in_another_process(
         env = {**os.environ, "HOMEWARD_EDGE_RECONNECT_MIN_S": "0.05",
                "HOMEWARD_EDGE_STATUS_INTERVAL_S": "1"}
         edge = subprocess.Popen(
-            [sys.executable, "-m", "homeward", "edge", "--ble", "sim", "--sim-radio", url,
+            [sys.executable, "-m", "stack", "edge", "--ble", "sim", "--sim-radio", url,
              "--hub-id", "hub-cli", "--host", "127.0.0.1", "--port", str(mosquitto.port),
              "--state-dir", str(tmp_path / "hub")], cwd=REPO, env=env, stdout=log,
             stderr=subprocess.STDOUT)

@@ -13,9 +13,9 @@ import sys
 import time
 from typing import Final
 
-from . import const
-from .decode import decode
-from .results import Measurement
+from edge.gatt import const
+from edge.gatt.decode import decode
+from edge.gatt.results import Measurement
 
 #: (characteristic, bytes, weight in the mix)
 MIX: Final[tuple[tuple[int, bytes, int], ...]] = (
@@ -86,7 +86,7 @@ def measure_decode_rate(seconds: float = 3.0) -> dict[str, object]:
     }
 
 
-if __name__ == "__main__":  # python -m edge.gatt.bench [seconds]
+if __name__ == "__main__":  # python -m bench.edge_decode [seconds]
     import json
 
     print(json.dumps(measure_decode_rate(float(sys.argv[1]) if len(sys.argv) > 1 else 3.0),

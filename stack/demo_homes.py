@@ -1,6 +1,6 @@
 """The demo's simulated homes: one real edge agent per home, with virtual devices.
 
-Run by ``homeward demo`` as a child process (``python -m homeward.demo_homes``).
+Run by ``homeward demo`` as a child process (``python -m stack.demo_homes``).
 Each home has its own virtual radio (named after its hub id) holding a
 blood-pressure cuff, a pulse oximeter, a thermometer and a scale; the edge
 agent finds them through the simulator's bleak backend, exactly as it would

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 
-from homeward.services.common import (
+from stack.services.common import (
     MissingBinaryError,
     chown_tree,
     free_port,

@@ -92,7 +92,7 @@ def _load_readings(conn: psycopg.Connection[Any], pids: list[int], n: int, now: 
 
 def _start_engine(url: str, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "homeward", "alerts", "--database-url",
+        return subprocess.Popen([sys.executable, "-m", "stack", "alerts", "--database-url",
                                  url, "--poll", "0.5", "--tick", "3600"],
                                 stdout=out, stderr=subprocess.STDOUT,
                                 env={**os.environ, "HOMEWARD_SMTP_PORT": "1"})
@@ -111,8 +111,8 @@ def _percentile(values: list[float], q: float) -> float:
 
 def run_bench(*, readings: int, patients: int, rate: float, seconds: float, alert_every: int,
               database_url: str | None, echo: Callable[[str], None]) -> dict[str, Any]:
-    from homeward.services import PostgresServer
     from server.migrate import migrate
+    from stack.services import PostgresServer
 
     rng = random.Random(4)  # noqa: S311 -- test data, not secrets
     now = datetime.now(UTC)

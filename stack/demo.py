@@ -22,7 +22,7 @@ from typing import Any
 
 import typer
 
-from homeward.services.common import MissingBinaryError
+from stack.services.common import MissingBinaryError
 
 DEMO_ORGANISATION = "Homeward Demo Community Trust"
 #: The demo's community teams, and the out-of-hours service that the default
@@ -93,7 +93,7 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def register(app: typer.Typer, bench: typer.Typer) -> None:
+def register(app: typer.Typer) -> None:
     @app.command()
     def demo(
         state_dir: Path = typer.Option(Path(".homeward"), envvar="HOMEWARD_STATE_DIR",
@@ -108,7 +108,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                                      help="Plain log lines instead of a live terminal table."),
     ) -> None:
         """Run the whole platform locally: database, broker, ingest, API, alerts, homes."""
-        from homeward.demo_run import run_demo
+        from stack.demo_run import run_demo
 
         try:
             code = run_demo(state_dir=state_dir.absolute(), api_port=api_port, homes=homes,

@@ -34,8 +34,8 @@ import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
-from homeward.services.common import free_port
 from homeward.wire import new_reading_id, readings_topic
+from stack.services.common import free_port
 
 #: Most QoS 1 messages the publisher leaves unacknowledged before it waits.
 MAX_OUTSTANDING = 2000
@@ -167,8 +167,8 @@ def raw_copy_rate(url: str) -> tuple[int, float]:
 
 
 def run(opts: BenchOptions) -> dict[str, Any]:
-    from homeward.services import MosquittoServer, PostgresServer
     from server.migrate import migrate
+    from stack.services import MosquittoServer, PostgresServer
 
     tmp = Path(tempfile.mkdtemp(prefix="homeward-bench-"))
     pg: PostgresServer | None = None
@@ -201,7 +201,7 @@ def run(opts: BenchOptions) -> dict[str, Any]:
         else:
             metrics_port = free_port()
             ingest_proc = subprocess.Popen(
-                [sys.executable, "-m", "homeward", "ingest", "--database-url", url,
+                [sys.executable, "-m", "stack", "ingest", "--database-url", url,
                  "--mqtt-port", str(port), "--client-id", client_id, "--log-level", "WARNING",
                  "--metrics-port", str(metrics_port)],
                 env={**os.environ, "HOMEWARD_MQTT_HOST": "127.0.0.1"})

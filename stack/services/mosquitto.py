@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from homeward.services.common import (
+from stack.services.common import (
     MissingBinaryError,
     free_port,
     install_hint,

@@ -7,8 +7,8 @@ configuration they need: auth, ACLs, restarts.
 
 from __future__ import annotations
 
-from homeward.services.common import MissingBinaryError, free_port
-from homeward.services.mosquitto import MosquittoServer
-from homeward.services.postgres import PostgresServer
+from stack.services.common import MissingBinaryError, free_port
+from stack.services.mosquitto import MosquittoServer
+from stack.services.postgres import PostgresServer
 
 __all__ = ["MissingBinaryError", "MosquittoServer", "PostgresServer", "free_port"]

@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from homeward.demo import (
+from homeward.wire import readings_topic
+from stack.demo import (
     CLINICIAN_USERNAME,
     DEMO_ORGANISATION,
     DEMO_PATIENTS,
@@ -32,10 +33,9 @@ from homeward.demo import (
     wait_until,
     write_demo_json,
 )
-from homeward.services import MosquittoServer, PostgresServer
-from homeward.services.mosquitto import default_acl
-from homeward.supervisor import Child, Supervisor
-from homeward.wire import readings_topic
+from stack.services import MosquittoServer, PostgresServer
+from stack.services.mosquitto import default_acl
+from stack.supervisor import Child, Supervisor
 
 console = Console()
 
@@ -166,9 +166,9 @@ def run_demo(*, state_dir: Path, api_port: int, homes: int, interval: float, res
             "HOMEWARD_API_HOST": "127.0.0.1",
             "HOMEWARD_API_PORT": str(api_port),
         }
-        children.add(Child("ingest", ["homeward", "ingest"], env, logs / "ingest.log"))
-        children.add(Child("alerts", ["homeward", "alerts"], env, logs / "alerts.log"))
-        children.add(Child("api", ["homeward", "serve"], env, logs / "api.log"))
+        children.add(Child("ingest", ["stack", "ingest"], env, logs / "ingest.log"))
+        children.add(Child("alerts", ["stack", "alerts"], env, logs / "alerts.log"))
+        children.add(Child("api", ["stack", "serve"], env, logs / "api.log"))
         api = f"http://127.0.0.1:{api_port}"
         with console.status("waiting for the API ..."):
             if not wait_until(lambda: _healthy(api), timeout=60):
@@ -184,7 +184,7 @@ def run_demo(*, state_dir: Path, api_port: int, homes: int, interval: float, res
         }
         plan_file = state_dir / "homes.json"
         write_demo_json(plan_file, plan)
-        children.add(Child("homes", ["homeward.demo_homes", "--plan", str(plan_file),
+        children.add(Child("homes", ["stack.demo_homes", "--plan", str(plan_file),
                                      "--interval", str(interval)], env, logs / "homes.log"))
 
         info = {

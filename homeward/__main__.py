@@ -1,3 +1,0 @@
-from homeward.cli import app
-
-app()
