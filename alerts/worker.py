@@ -15,6 +15,10 @@ alert change share the transaction).  Several workers can run side by side:
 SKIP LOCKED hands each its own rows, and the partial unique index keeps one
 active alert per (patient, rule).
 
+A queued reading without a patient (its hub was not enrolled at ingest) is
+attributed if an enrolment now covers it (:func:`attribute_late`), else passed
+over: ``server.admin.enrol`` queues it again when it attributes it.
+
 The worker LISTENs on ``evaluation_queue`` (ingest NOTIFYs in its commit) and
 polls every ``poll_interval`` seconds as a fallback; between batches it runs
 the scheduler tick (timers: escalations, leases, snoozes, missed readings,
@@ -130,6 +134,9 @@ class AlertEngine:
                 return result
             items = [QueueItem(r[0], str(r[1]), r[2], r[3], r[4]) for r in rows]
             result.readings = len(items)
+            orphans = [i for i in items if i.patient_id is None]
+            if orphans:
+                attribute_late(conn, orphans)
             result.changes = self._evaluate(conn, [i for i in items if i.patient_id is not None])
             conn.execute("DELETE FROM evaluation_queue WHERE seq = ANY(%b)",
                          ([i.seq for i in items],))
@@ -279,6 +286,34 @@ def ticked(rule: Rule) -> bool:
     if rule.kind in TICK_KINDS:
         return True
     return rule.kind == "threshold" and getattr(rule.params, "for_", None) is not None
+
+
+def attribute_late(conn: psycopg.Connection[Any], orphans: list[QueueItem]) -> None:
+    """Give queued readings without a patient the patient their hub is now enrolled to.
+
+    Ingest attributes a reading as of its INSERT; an enrolment committed after that
+    INSERT began, but whose back-fill (``server.admin.enrol``) ran before the ingest
+    committed, sees neither the other.  Here, after the ingest committed, the hubs'
+    rows are locked FOR SHARE (so an enrolment in progress, which holds its hub FOR
+    UPDATE, finishes first) and the readings still without a patient are attributed.
+    Whichever of the two UPDATEs sets ``patient_id`` evaluates the reading; the other
+    finds it attributed and leaves it: exactly once.  A reading of a hub that is still
+    not enrolled (or unknown) is passed over: ``enrol`` queues it when it is.
+    """
+    ids, times = [i.reading_id for i in orphans], [i.taken_at for i in orphans]
+    conn.execute("SELECT h.id FROM hub h WHERE h.id IN (SELECT r.hub_id FROM reading r"
+                 " JOIN unnest(%s::uuid[], %s::timestamptz[]) AS q(id, taken_at)"
+                 " ON r.id = q.id AND r.taken_at = q.taken_at)"
+                 " ORDER BY h.id FOR SHARE", (ids, times))
+    attributed = dict(conn.execute(
+        "UPDATE reading r SET patient_id = e.patient_id"
+        " FROM unnest(%s::uuid[], %s::timestamptz[]) AS q(id, taken_at), enrolment e"
+        " WHERE r.id = q.id AND r.taken_at = q.taken_at AND r.patient_id IS NULL"
+        " AND e.hub_id = r.hub_id AND e.valid_from <= r.taken_at"
+        " AND (e.valid_to IS NULL OR r.taken_at < e.valid_to)"
+        " RETURNING r.id::text, r.patient_id", (ids, times)).fetchall())
+    for item in orphans:
+        item.patient_id = attributed.get(item.reading_id)
 
 
 def newer_reading_stored(conn: psycopg.Connection[Any], pid: int, kinds: tuple[str, ...],

@@ -148,3 +148,46 @@ def test_a_back_filled_old_reading_does_not_clear_a_newer_alert(conn, db_url):
     assert drain(conn, engine) == 2
     still = store.get_alert(conn, alert["id"])
     assert still["state"] == "open"
+
+
+def test_a_reading_stored_while_its_hub_is_being_enrolled_is_evaluated_once(conn, db_url):
+    """The ingest's INSERT runs while an enrolment is uncommitted (it stores the reading
+    without a patient) and commits after the enrolment's back-fill ran (which did not see
+    it): the engine waits for the enrolment, then attributes and evaluates the reading."""
+    import threading
+
+    add_team(conn, "dn-north")
+    pid = add_patient(conn, "Pat Racing", teams=["dn-north"])
+    admin.create_hub(conn, hub_id=HUB)
+    engine = AlertEngine(load_ruleset(), clock=Clock(NOW))
+    severe = bp(190, 100, days_ago=0.01)
+    with psycopg.connect(db_url) as enrolling:
+        enrolling.execute("SELECT 1")          # an open transaction: enrol is a savepoint
+        admin.enrol(enrolling, hub_id=HUB, patient_id=pid, valid_from=NOW - timedelta(days=1))
+        assert ingest(db_url, HUB, [severe]) == 1
+        assert queued(conn) == [(severe["id"], None)]
+        done = threading.Event()
+
+        def run_engine() -> None:
+            with psycopg.connect(db_url, autocommit=True) as c:
+                drain(c, engine)
+            done.set()
+
+        worker = threading.Thread(target=run_engine)
+        worker.start()
+        for _ in range(100):                      # until the engine waits for the enrolment
+            if done.is_set() or conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND datname = current_database()").fetchone() != (0,):
+                break
+            done.wait(0.05)
+        enrolling.commit()
+        worker.join(30)
+    assert not worker.is_alive()
+    drain(conn, engine)
+    assert queued(conn) == []
+    assert conn.execute("SELECT patient_id FROM reading WHERE id = %s",
+                        (severe["id"],)).fetchone() == (pid,)
+    (alert,) = store.list_alerts(conn, states=None)
+    assert (alert["rule_id"], alert["count"]) == ("bp_severe", 1)
+    assert alert["latest_reading"]["id"] == severe["id"]
