@@ -46,6 +46,16 @@ class Settings(BaseSettings):
     api_port: int = 8000
     #: Secret used to sign session cookies for the dashboard.
     secret_key: str = "dev"  # noqa: S105 -- refused outside development
+    #: Largest request body the API reads (bytes); larger ones answer 413 unread.
+    api_max_body_bytes: int = Field(default=1_048_576, ge=1)
+    #: Live alert streams (SSE) one clinician may hold open at once; more answer 429.
+    api_streams_per_clinician: int = Field(default=5, ge=1)
+    #: Password checks (scrypt, 16 MiB each) run at once; further logins wait their turn.
+    api_login_concurrency: int = Field(default=2, ge=1)
+    #: /health degrades when the oldest reading waiting for evaluation is older (s).
+    health_evaluation_backlog_seconds: float = Field(default=120.0, gt=0)
+    #: /health degrades when an ingest has held a message unacknowledged this long (s).
+    health_ingest_held_seconds: float = Field(default=60.0, gt=0)
 
     # Edge agent
     hub_id: str | None = None

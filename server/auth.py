@@ -6,6 +6,12 @@ password is chosen by a person, so it is stored with scrypt, a memory-hard
 key-derivation function (RFC 7914) with a per-password salt.  The dashboard's
 session cookie is ``<clinician id>.<expiry>.<HMAC-SHA256>`` signed with the
 settings' ``secret_key``.
+
+Checking a password costs one scrypt, tens of milliseconds of CPU: callers in
+an event loop run it in a worker thread (``server.api.routes.dashboard``).  A
+username that does not exist, or has no password, is checked against a dummy
+hash of the same cost, so the answer's timing does not tell which usernames
+exist.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from functools import lru_cache
 
 # scrypt cost: N=2**14, r=8, p=1 (16 MiB, tens of ms) — the RFC 7914 section 2
 # interactive-login figure, the same as Python's hashlib documentation example.
@@ -59,6 +66,19 @@ def verify_password(password: str, stored: str | None) -> bool:
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(actual, _unb64(digest))
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    return hash_password(secrets.token_urlsafe(16))
+
+
+def check_login(password: str, stored: str | None) -> bool:
+    """``verify_password`` at the same cost whether or not there is a stored hash."""
+    if not stored:
+        verify_password(password, _dummy_hash())
+        return False
+    return verify_password(password, stored)
 
 
 def sign_session(clinician_id: int, secret: str, *, ttl: int = SESSION_SECONDS,

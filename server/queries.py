@@ -52,16 +52,22 @@ def patient_readings(conn: Conn, *, patient_id: int, start: datetime, end: datet
     return [_iso(r) for r in rows]
 
 
-def recent_quarantine(conn: Conn, *, limit: int = 100, hub_id: str | None = None
+def recent_quarantine(conn: Conn, *, limit: int = 100, hub_id: str | None = None,
+                      before_id: int | None = None, head_bytes: int = 512
                       ) -> list[dict[str, Any]]:
+    """Newest first (keyset paging on ``id < before_id``); never more than ``head_bytes``
+    of a payload or of an item's JSON, beside their full sizes."""
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(
-            "SELECT id, received_at, hub_id, topic, item_index, reason, item,"
-            " CASE WHEN payload IS NULL THEN NULL"
-            "      ELSE convert_from(substring(payload from 1 for 512), 'SQL_ASCII') END"
-            "   AS payload_preview"
-            " FROM quarantine WHERE (%s::text IS NULL OR hub_id = %s)"
-            " ORDER BY received_at DESC, id DESC LIMIT %s", (hub_id, hub_id, limit)).fetchall()
+            "SELECT id, received_at, hub_id, topic, item_index, reason,"
+            " convert_to(left(item::text, %(head)s), 'UTF8') AS item_head,"
+            " octet_length(item::text) AS item_bytes,"
+            " substring(payload from 1 for %(head)s) AS payload_head,"
+            " octet_length(payload) AS payload_bytes"
+            " FROM quarantine WHERE (%(hub)s::text IS NULL OR hub_id = %(hub)s)"
+            " AND (%(before)s::bigint IS NULL OR id < %(before)s)"
+            " ORDER BY id DESC LIMIT %(limit)s",
+            {"head": head_bytes, "hub": hub_id, "before": before_id, "limit": limit}).fetchall()
     return [_iso(r) for r in rows]
 
 
@@ -78,3 +84,13 @@ def hubs(conn: Conn) -> list[dict[str, Any]]:
             "   WHERE d.hub_id = h.id AND d.removed_at IS NULL), '[]') AS devices"
             " FROM hub h ORDER BY h.id").fetchall()
     return [_iso(r) for r in rows]
+
+
+def evaluation_backlog_seconds(conn: Conn) -> float | None:
+    """Age in seconds of the oldest reading waiting for the alert engine (None: none).
+
+    The queue is ordered by ``seq`` (its primary key), which follows ``enqueued_at``, so
+    this reads one index entry however long the queue is."""
+    row = conn.execute("SELECT extract(epoch FROM now() - enqueued_at)::float8"
+                       " FROM evaluation_queue ORDER BY seq LIMIT 1").fetchone()
+    return None if row is None else max(0.0, float(row[0]))

@@ -2,96 +2,25 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import httpx
 import orjson
 import psycopg
 import pytest
-import uvicorn
 
 from alerts import store
 from homeward.settings import Settings
-from server import admin
-from server.api import create_app
 from stack.services import MosquittoServer
-from stack.services.common import free_port
+from tests.api_support import T0, World, running_api, seed_world
 
 pytestmark = pytest.mark.integration
-
-T0 = datetime(2026, 3, 1, 8, tzinfo=UTC)
-
-
-@dataclass
-class World:
-    url: str
-    token: str
-    nurse_id: int
-    patient: int
-    other_patient: int
-    alert: int
-
-
-def _insert_alert(conn: psycopg.Connection, patient: int, *, severity: str = "red",
-                  rule: str = "severe_bp") -> int:
-    row = conn.execute(
-        "INSERT INTO alert (patient_id, rule_id, rule, severity, summary, team_id, opened_at,"
-        " updated_at, last_triggered_at) VALUES (%s, %s, '{}', %s, %s, 'heart-failure',"
-        " now(), now(), now()) RETURNING id",
-        (patient, rule, severity, f"{rule} for patient {patient}")).fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 @pytest.fixture
 def world(db_url: str) -> World:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        org = admin.create_organisation(conn, name="Trust")
-        admin.create_team(conn, team_id="heart-failure", organisation_id=org,
-                          name="Heart Failure", kind="heart_failure")
-        nurse = admin.create_clinician(conn, username="nurse", display_name="Nina Nurse",
-                                       teams=["heart-failure"], password="correct horse")
-        patient = admin.create_patient(conn, display_name="Ada", teams=["heart-failure"])
-        other = admin.create_patient(conn, display_name="Bob")
-        admin.create_hub(conn, hub_id="hub-1")
-        admin.enrol(conn, hub_id="hub-1", patient_id=patient, valid_from=T0)
-        admin.pair_device(conn, hub_id="hub-1", address="AA:01", kind="spo2")
-        for hours, kind, values in [(1, "spo2", {"spo2": 95, "pulse_rate": 70}),
-                                    (2, "temperature", {"body_temperature": 37.2}),
-                                    (30, "spo2", {"spo2": 93, "pulse_rate": 80})]:
-            conn.execute(
-                'INSERT INTO reading (id, taken_at, kind, hub_id, patient_id, device, "values",'
-                " received_at) VALUES (gen_random_uuid(), %s, %s, 'hub-1', %s, 'AA:01', %s,"
-                " now())", (T0 + timedelta(hours=hours), kind, patient,
-                            orjson.dumps(values).decode()))
-        conn.execute("INSERT INTO quarantine (hub_id, topic, reason, payload) VALUES"
-                     " ('hub-1', 'homeward/v1/hubs/hub-1/readings', 'not JSON', 'garbage')")
-        alert = _insert_alert(conn, patient)
-    return World(db_url, nurse.api_token, nurse.id, patient, other, alert)
-
-
-@contextmanager
-def running_api(settings: Settings) -> Iterator[str]:
-    """The app under a real uvicorn server on a free port; yields its base URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-            time.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    return seed_world(db_url)
 
 
 @pytest.fixture
@@ -133,7 +62,7 @@ def test_readings_over_a_time_range(client: httpx.Client, world: World) -> None:
                       params=day).json()["readings"] == []
     assert client.get("/api/patients/999999/readings", params=day).status_code == 404
     bad = client.get(path, params={"from": day["to"], "to": day["from"]})
-    assert bad.status_code == 422 and "before" in bad.json()["detail"]
+    assert bad.status_code == 422 and "before" in bad.json()["detail"][0]["msg"]
     assert client.get(path, params={"kind": "mood"}).status_code == 422
     assert client.get(path, params={"from": "yesterday"}).status_code == 422
 
@@ -174,7 +103,8 @@ def test_alert_list_acknowledge_resolve_and_wrong_transitions(client: httpx.Clie
 
 def test_quarantine_and_hubs(client: httpx.Client) -> None:
     (q,) = client.get("/api/quarantine").json()
-    assert (q["hub_id"], q["reason"], q["payload_preview"]) == ("hub-1", "not JSON", "garbage")
+    assert (q["hub_id"], q["reason"], q["payload_preview"], q["payload_bytes"]) == (
+        "hub-1", "not JSON", "garbage", 7)
     (hub,) = client.get("/api/hubs").json()
     assert hub["id"] == "hub-1" and hub["state"] == "unknown"
     assert hub["devices"] == [{"address": "AA:01", "kind": "spo2", "name": None}]
@@ -182,10 +112,13 @@ def test_quarantine_and_hubs(client: httpx.Client) -> None:
 
 def test_health_reports_database_and_broker(client: httpx.Client, mosquitto: MosquittoServer,
                                             world: World) -> None:
-    assert client.get("/health").json() == {"database": "ok", "broker": "ok", "status": "ok"}
+    healthy = client.get("/health").json()
+    assert {k: healthy[k] for k in ("database", "broker", "status", "degraded")} == {
+        "database": "ok", "broker": "ok", "status": "ok", "degraded": []}
     mosquitto.stop()
     down = client.get("/health")
     assert down.status_code == 503 and down.json()["broker"].startswith("error")
+    assert down.json()["degraded"] == ["broker"]
 
 
 def test_openapi_is_served(client: httpx.Client) -> None:

@@ -1,4 +1,4 @@
-"""The FastAPI application: a psycopg connection pool, the routes, JSON errors."""
+"""The FastAPI application: a psycopg connection pool, the routes, JSON errors, limits."""
 
 from __future__ import annotations
 
@@ -6,14 +6,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio
 import psycopg
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.templating import Jinja2Templates
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from homeward import __version__
 from homeward.settings import Settings, get_settings
+from server.api.alert_events import AlertEvents
+from server.api.deps import Problem
+from server.api.limits import BodySizeLimit, validation_error
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
@@ -29,16 +34,28 @@ def create_app(settings: Settings | None = None, *, pool_max_size: int = 10) -> 
             kwargs={"autocommit": True, "application_name": "homeward-api"}, timeout=5.0)
         pool.open(wait=False)
         app.state.pool = pool
+        app.state.alert_events = AlertEvents(s.database_url,
+                                             per_clinician=s.api_streams_per_clinician)
+        app.state.login_limiter = anyio.CapacityLimiter(s.api_login_concurrency)
         try:
             yield
         finally:
+            await app.state.alert_events.close()
             pool.close()
 
     app = FastAPI(title="Homeward API", version=__version__, lifespan=lifespan,
                   description="Readings, alerts, hubs and quarantine of the Homeward "
                               "remote-monitoring platform. Authenticate with "
-                              "`Authorization: Bearer <token>`.")
+                              "`Authorization: Bearer <token>`.",
+                  responses={
+                      413: {"model": Problem, "description": "request body larger than "
+                                                             "HOMEWARD_API_MAX_BODY_BYTES"},
+                      503: {"model": Problem, "description": "database unavailable; the "
+                                                             "Retry-After header says when "
+                                                             "to try again"}})
     app.state.settings = s
+    app.add_middleware(BodySizeLimit, max_bytes=s.api_max_body_bytes)
+    app.add_exception_handler(RequestValidationError, validation_error)
     app.state.templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 
     from alerts.store import AlertNotFound, InvalidTransition, UnknownOutcome

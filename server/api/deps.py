@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import psycopg
 from fastapi import Depends, HTTPException, Request, status
 from psycopg_pool import ConnectionPool
+from pydantic import BaseModel
 
 from homeward.settings import Settings
 from server import queries
@@ -64,3 +65,17 @@ def current_clinician(request: Request, pool: PoolDep, settings: SettingsDep) ->
 
 
 CurrentClinician = Annotated[dict[str, Any], Depends(current_clinician)]
+
+
+class Problem(BaseModel):
+    """An error answer: ``{"detail": "<what is wrong>"}``."""
+
+    detail: str
+
+
+#: OpenAPI ``responses=`` of every route that needs credentials.
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "no valid bearer token or session cookie"},
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem,
+                                                    "description": "no such resource"}}

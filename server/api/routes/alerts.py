@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
-import psycopg
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
+from starlette.types import Receive, Scope, Send
 
 from alerts import store
-from server.api.deps import CurrentClinician, SessionDep, SettingsDep
+from alerts.model import ACTIVE_STATES, CLOSED_STATES, OUTCOMES
+from server.api.alert_events import OVERFLOW, AlertEvents, StreamLimit, Subscription
+from server.api.deps import AUTH_RESPONSES, NOT_FOUND, CurrentClinician, Problem, SessionDep
+from server.api.types import DbId, Text
 
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
 
@@ -20,21 +23,40 @@ router = APIRouter(prefix="/api/alerts", tags=["alerts"])
 STREAM_KEEPALIVE = 15.0
 
 
+StateFilter = Literal["open", "acknowledged", "resolved", "auto_resolved", "all"]
+assert set(get_args(StateFilter)) == {*ACTIVE_STATES, *CLOSED_STATES, "all"}
+
+
+def _known_outcome(value: str) -> str:
+    if value not in OUTCOMES:
+        raise ValueError(f"unknown outcome; one of: {', '.join(OUTCOMES)}")
+    return value
+
+
+#: One of alerts.model.OUTCOMES, validated and published as an enum in the OpenAPI.
+Outcome = Annotated[str, AfterValidator(_known_outcome),
+                    WithJsonSchema({"type": "string", "enum": list(OUTCOMES)})]
+
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": Problem, "description": "the alert is already closed"}}
+
+
 class AcknowledgeBody(BaseModel):
-    note: str | None = Field(default=None, max_length=2000)
+    note: Text | None = Field(default=None, max_length=2000)
 
 
 class ResolveBody(BaseModel):
-    outcome: str = Field(description="one of alerts.model.OUTCOMES")
-    note: str | None = Field(default=None, max_length=2000)
+    outcome: Outcome = Field(description="the coded outcome (alerts.model.OUTCOMES)")
+    note: Text | None = Field(default=None, max_length=2000)
 
 
-@router.get("", summary="Alerts, most urgent first (default: open and acknowledged)")
+@router.get("", summary="Alerts, most urgent first (default: open and acknowledged)",
+            responses=AUTH_RESPONSES)
 def list_alerts(
     conn: SessionDep, clinician: CurrentClinician,
-    state: Annotated[list[str] | None, Query(description="repeat for several; 'all' for "
-                                                         "every state")] = None,
-    team: str | None = None, patient: int | None = None,
+    state: Annotated[list[StateFilter] | None,
+                     Query(description="repeat for several; 'all' for every state")] = None,
+    team: Text | None = None, patient: DbId | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[dict[str, Any]]:
     states: tuple[str, ...] | None = ("open", "acknowledged")
@@ -43,49 +65,76 @@ def list_alerts(
     return store.list_alerts(conn, states=states, team_id=team, patient_id=patient, limit=limit)
 
 
-@router.get("/stream", summary="Server-sent events: one 'alert' event per alert change")
-async def stream(request: Request, clinician: CurrentClinician,
-                 settings: SettingsDep) -> StreamingResponse:
-    """LISTENs on the ``alert_event`` channel that the alert engine NOTIFYs."""
-    aconn = await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True)
-    await aconn.execute("LISTEN alert_event")
+class EventStream(StreamingResponse):
+    """An SSE response that gives its subscription back however the response ends
+    (finished, client gone, or never started)."""
 
-    async def events() -> AsyncIterator[str]:
+    def __init__(self, content: AsyncIterator[str], events: AlertEvents,
+                 subscription: Subscription) -> None:
+        super().__init__(content, media_type="text/event-stream",
+                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self._events, self._subscription = events, subscription
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            yield ": connected\n\n"
-            while not await request.is_disconnected():
-                got = False
-                async for notify in aconn.notifies(timeout=STREAM_KEEPALIVE, stop_after=1):
-                    got = True
-                    yield f"event: alert\ndata: {notify.payload}\n\n"
-                if not got:
-                    yield ": keep-alive\n\n"
-        except (asyncio.CancelledError, psycopg.OperationalError):
-            pass
+            await super().__call__(scope, receive, send)
         finally:
-            await aconn.close()
-
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+            self._events.unsubscribe(self._subscription)
 
 
-@router.get("/{alert_id}", summary="One alert with its history")
-def get_alert(alert_id: int, conn: SessionDep, clinician: CurrentClinician) -> dict[str, Any]:
+@router.get("/stream", summary="Server-sent events: one 'alert' event per alert change",
+            response_class=StreamingResponse,
+            responses={**AUTH_RESPONSES,
+                       200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+                             "description": "an endless event stream"},
+                       429: {"model": Problem,
+                             "description": "this clinician already holds the most live "
+                                            "streams allowed "
+                                            "(HOMEWARD_API_STREAMS_PER_CLINICIAN)"}})
+async def stream(request: Request, clinician: CurrentClinician) -> StreamingResponse:
+    """Relays the ``alert_event`` notifications of the alert engine; the process shares
+    one database connection among all its streams (``server.api.alert_events``)."""
+    events: AlertEvents = request.app.state.alert_events
+    try:
+        sub = await events.subscribe(clinician["id"])
+    except StreamLimit as err:
+        raise HTTPException(429, detail=str(err), headers={"Retry-After": "30"}) from err
+
+    async def lines() -> AsyncIterator[str]:
+        yield ": connected\n\n"
+        while not await request.is_disconnected():
+            try:
+                payload = await asyncio.wait_for(sub.queue.get(), timeout=STREAM_KEEPALIVE)
+            except TimeoutError:
+                yield ": keep-alive\n\n"
+                continue
+            if payload is OVERFLOW:
+                return
+            yield f"event: alert\ndata: {payload}\n\n"
+
+    return EventStream(lines(), events, sub)
+
+
+@router.get("/{alert_id}", summary="One alert with its history",
+            responses={**AUTH_RESPONSES, **NOT_FOUND})
+def get_alert(alert_id: DbId, conn: SessionDep, clinician: CurrentClinician) -> dict[str, Any]:
     alert = store.get_alert(conn, alert_id)
     if alert is None:
         raise HTTPException(404, detail=f"alert {alert_id} does not exist")
     return alert
 
 
-@router.post("/{alert_id}/acknowledge", summary="Take the alert (409 if already resolved)")
-def acknowledge(alert_id: int, conn: SessionDep, clinician: CurrentClinician,
+@router.post("/{alert_id}/acknowledge", summary="Take the alert (409 if already resolved)",
+             responses={**AUTH_RESPONSES, **NOT_FOUND, **CONFLICT})
+def acknowledge(alert_id: DbId, conn: SessionDep, clinician: CurrentClinician,
                 body: AcknowledgeBody | None = None) -> dict[str, Any]:
     return store.acknowledge(conn, alert_id, clinician_id=clinician["id"],
                              note=body.note if body else None)
 
 
-@router.post("/{alert_id}/resolve", summary="Close the alert with an outcome (409 if closed)")
-def resolve(alert_id: int, body: ResolveBody, conn: SessionDep,
+@router.post("/{alert_id}/resolve", summary="Close the alert with an outcome (409 if closed)",
+             responses={**AUTH_RESPONSES, **NOT_FOUND, **CONFLICT})
+def resolve(alert_id: DbId, body: ResolveBody, conn: SessionDep,
             clinician: CurrentClinician) -> dict[str, Any]:
     return store.resolve(conn, alert_id, clinician_id=clinician["id"], outcome=body.outcome,
                          note=body.note)

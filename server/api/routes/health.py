@@ -1,32 +1,75 @@
-"""``GET /health``: is the database reachable, is the broker reachable."""
+"""``GET /health``: ok only when the platform is doing its job, not merely running.
+
+Degraded (503) when any of these fails, each named in ``degraded``:
+
+- ``database``: PostgreSQL does not answer;
+- ``broker``: the MQTT broker does not accept a TCP connection;
+- ``evaluation_backlog``: the oldest reading waiting for the alert engine was
+  queued longer ago than ``health_evaluation_backlog_seconds`` (the engine is
+  down or not keeping pace, so alerts are late);
+- ``ingest``: an ingest has held a message unacknowledged longer than
+  ``health_ingest_held_seconds`` (a message it cannot store is blocking it),
+  from the heartbeats in ``ingest_health`` (``server.queries.ingest_health``).
+"""
 
 from __future__ import annotations
 
 import socket
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
+from homeward.settings import Settings
+from server import queries
 from server.api.deps import PoolDep, SettingsDep
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health", summary="Database and broker connectivity (no authentication)")
-def health(pool: PoolDep, settings: SettingsDep) -> JSONResponse:
-    result: dict[str, Any] = {}
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    degraded: list[str] = Field(description="the checks that failed; empty when ok")
+    database: str
+    broker: str
+    evaluation_backlog: dict[str, Any] | None = Field(
+        default=None, description="oldest_seconds: age of the oldest queued reading (null "
+                                  "when none); limit_seconds")
+    ingest: dict[str, Any] | None = Field(
+        default=None, description="per ingest client: held_seconds, heartbeat age")
+
+
+def _database_checks(pool: PoolDep, settings: Settings, result: dict[str, Any]) -> list[str]:
+    degraded: list[str] = []
     try:
         with pool.connection(timeout=3) as conn:
             conn.execute("SELECT 1")
-        result["database"] = "ok"
+            result["database"] = "ok"
+            oldest = queries.evaluation_backlog_seconds(conn)
     except Exception as err:
         result["database"] = f"error: {type(err).__name__}: {err}".strip()
+        return ["database"]
+    limit = settings.health_evaluation_backlog_seconds
+    result["evaluation_backlog"] = {"oldest_seconds": oldest, "limit_seconds": limit}
+    if oldest is not None and oldest > limit:
+        degraded.append("evaluation_backlog")
+    return degraded
+
+
+@router.get("/health", summary="Ready: database, broker, alert backlog and ingest (no "
+                               "authentication)", response_model=Health,
+            responses={503: {"model": Health, "description": "degraded: `degraded` names "
+                                                             "what failed"}})
+def health(pool: PoolDep, settings: SettingsDep) -> JSONResponse:
+    result: dict[str, Any] = {}
+    degraded = _database_checks(pool, settings, result)
     try:
         with socket.create_connection((settings.mqtt_host, settings.mqtt_port), timeout=2):
             result["broker"] = "ok"
     except OSError as err:
         result["broker"] = f"error: {err}"
-    ok = result["database"] == "ok" and result["broker"] == "ok"
-    result["status"] = "ok" if ok else "degraded"
-    return JSONResponse(result, status_code=200 if ok else 503)
+        degraded.append("broker")
+    ok = not degraded
+    body = Health(status="ok" if ok else "degraded", degraded=degraded, **result)
+    return JSONResponse(body.model_dump(mode="json"), status_code=200 if ok else 503)

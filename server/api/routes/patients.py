@@ -6,35 +6,37 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
+from fastapi.exceptions import RequestValidationError
 
 from homeward.kinds import Kind
 from server import queries
-from server.api.deps import CurrentClinician, SessionDep
+from server.api.deps import AUTH_RESPONSES, NOT_FOUND, CurrentClinician, SessionDep
+from server.api.types import TIME_MAX, TIME_MIN, BoundedDatetime, DbId
 
 router = APIRouter(prefix="/api/patients", tags=["patients"])
 
 DEFAULT_RANGE = timedelta(days=7)
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+TIME_HELP = (f"RFC 3339; naive = UTC; from {TIME_MIN.date().isoformat()} and before "
+             f"{TIME_MAX.date().isoformat()}")
 
 
 @router.get("/{patient_id}/readings",
-            summary="Readings taken in [from, to), oldest first (default: the last 7 days)")
+            summary="Readings taken in [from, to), oldest first (default: the last 7 days)",
+            responses={**AUTH_RESPONSES, **NOT_FOUND})
 def readings(
-    patient_id: int, conn: SessionDep, clinician: CurrentClinician,
-    start: Annotated[datetime | None, Query(alias="from", description="RFC 3339; naive = UTC")
-                     ] = None,
-    end: Annotated[datetime | None, Query(alias="to", description="RFC 3339; naive = UTC")
-                   ] = None,
+    patient_id: DbId, conn: SessionDep, clinician: CurrentClinician,
+    start: Annotated[BoundedDatetime | None, Query(alias="from", description=TIME_HELP)] = None,
+    end: Annotated[BoundedDatetime | None, Query(alias="to", description=TIME_HELP)] = None,
     kind: Kind | None = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
 ) -> dict[str, Any]:
-    end_at = _aware(end) if end else datetime.now(UTC)
-    start_at = _aware(start) if start else end_at - DEFAULT_RANGE
+    end_at = end or datetime.now(UTC)
+    start_at = start or end_at - DEFAULT_RANGE
     if start_at >= end_at:
-        raise HTTPException(422, detail="'from' must be before 'to'")
+        raise RequestValidationError([{"loc": ("query", "from"), "type": "value_error",
+                                       "msg": "'from' must be before 'to'"}])
     if not queries.patient_exists(conn, patient_id=patient_id):
         raise HTTPException(404, detail=f"patient {patient_id} does not exist")
     rows = queries.patient_readings(conn, patient_id=patient_id, start=start_at, end=end_at,
