@@ -94,3 +94,21 @@ def evaluation_backlog_seconds(conn: Conn) -> float | None:
     row = conn.execute("SELECT extract(epoch FROM now() - enqueued_at)::float8"
                        " FROM evaluation_queue ORDER BY seq LIMIT 1").fetchone()
     return None if row is None else max(0.0, float(row[0]))
+
+
+def ingest_heartbeats(conn: Conn) -> list[dict[str, Any]]:
+    """The running ingests' heartbeats (migration 0103): per client id, seconds since its
+    last beat and since the oldest message it holds unacknowledged (None: holds none).
+
+    Ingests stopped cleanly, or silent for over an hour (gone for good), are left out;
+    before migration 0103 there are none."""
+    if conn.execute("SELECT to_regclass('ingest_heartbeat')").fetchone() == (None,):
+        return []
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            "SELECT client_id, extract(epoch FROM now() - heartbeat_at)::float8"
+            "   AS heartbeat_seconds,"
+            " extract(epoch FROM now() - oldest_held_since)::float8 AS held_seconds,"
+            " held_messages, suspects FROM ingest_heartbeat"
+            " WHERE stopped_at IS NULL AND heartbeat_at > now() - interval '1 hour'"
+            " ORDER BY client_id").fetchall()
