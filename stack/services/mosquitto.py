@@ -50,10 +50,13 @@ def default_acl(server_users: tuple[str, ...] = ("homeward-server",)) -> str:
 class MosquittoServer:
     """A broker in ``state_dir`` on 127.0.0.1:``port``.
 
-    With ``users`` (name → password) it requires a login; with ``acl`` (the
-    text of an ACL file) it enforces it.  Messages queued for persistent
-    sessions are kept without limit and written to disk every
-    ``autosave_interval`` seconds and on a clean shutdown.
+    With ``users`` (name → password) it requires a login and, unless
+    ``username_as_client_id`` is off, makes every client's id its username
+    (``use_username_as_clientid``): one session per identity, so no client can
+    take over another's persistent session by naming its client id
+    (docs/broker.md).  With ``acl`` (the text of an ACL file) it enforces it.
+    Messages queued for persistent sessions are kept without limit and written
+    to disk every ``autosave_interval`` seconds and on a clean shutdown.
     """
 
     state_dir: Path
@@ -63,6 +66,7 @@ class MosquittoServer:
     persistence: bool = True
     autosave_interval: int = 1
     max_inflight: int = 1000
+    username_as_client_id: bool = True
     binary: Path = field(default_factory=find_mosquitto)
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
@@ -100,6 +104,8 @@ class MosquittoServer:
                 subprocess.run([passwd_tool, "-b", str(pw_file), name, password], check=True,
                                capture_output=True)
             lines += ["allow_anonymous false", f"password_file {pw_file}"]
+            if self.username_as_client_id:
+                lines.append("use_username_as_clientid true")
         else:
             lines.append("allow_anonymous true")
         if self.acl is not None:
