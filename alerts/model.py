@@ -43,6 +43,7 @@ OUTCOMES = (
     "measurement_error",
     "device_fault",
     "duplicate",
+    "discharged",  # the patient left the service; set by a discharge, not chosen
     "other",
 )
 

@@ -35,7 +35,7 @@ def set_patient_rule(conn: psycopg.Connection[Any], *, patient_id: int, rule_id:
                      enabled: bool = True, params: Mapping[str, Any] | None = None,
                      set_by: int | None, valid_from: datetime | None = None,
                      note: str | None = None, ruleset: RuleSet | None = None) -> int:
-    """Record a new setting from ``valid_from`` (default now), closing the current one.
+    """Record a new setting from ``valid_from`` (default now), closing the one in force then.
 
     With ``ruleset`` given, personal params are validated against the rule first.
     """
@@ -46,15 +46,28 @@ def set_patient_rule(conn: psycopg.Connection[Any], *, patient_id: int, rule_id:
             raise ValueError(f"unknown rule {rule_id!r}")
         with_overrides(rule, dict(params or {}))  # raises RuleError when invalid
     with conn.transaction():
+        # Serialise settings of one patient and rule, so two writers cannot overlap.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('patient_rule_setting'),"
+                     " hashtext(%s || ':' || %s))", (str(patient_id), rule_id))
+        # The setting in force at ``start`` ends there.  A back-dated setting then holds
+        # until the next later one begins (later history is kept, never rewritten), so
+        # the rows of one patient and rule never overlap.
         conn.execute(
             "UPDATE patient_rule_setting SET valid_to = %s WHERE patient_id = %s"
-            " AND rule_id = %s AND valid_to IS NULL AND valid_from < %s",
-            (start, patient_id, rule_id, start))
+            " AND rule_id = %s AND valid_from < %s AND (valid_to IS NULL OR valid_to > %s)",
+            (start, patient_id, rule_id, start, start))
+        later = conn.execute(
+            "SELECT min(valid_from) FROM patient_rule_setting WHERE patient_id = %s"
+            " AND rule_id = %s AND valid_from >= %s", (patient_id, rule_id, start)).fetchone()
+        end = later[0] if later else None
+        if end is not None and end <= start:  # a setting from the very same instant
+            raise ValueError(f"a setting of {rule_id!r} already starts at {start.isoformat()}")
         row = conn.execute(
             "INSERT INTO patient_rule_setting (patient_id, rule_id, enabled, params, set_by,"
-            " valid_from, note) VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s) RETURNING id",
+            " valid_from, valid_to, note) VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s)"
+            " RETURNING id",
             (patient_id, rule_id, enabled, orjson.dumps(dict(params or {})).decode(), set_by,
-             start, note)).fetchone()
+             start, end, note)).fetchone()
     assert row is not None
     return int(row[0])
 

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from alerts.events import record_event
@@ -69,10 +70,16 @@ def _now(now: datetime | None) -> datetime:
 
 def list_alerts(conn: psycopg.Connection[Any], *,
                 states: Sequence[str] | None = ACTIVE_STATES, team_id: str | None = None,
-                patient_id: int | None = None, limit: int = 200) -> list[dict[str, Any]]:
-    """Alerts newest first (red before amber before info among active ones)."""
+                patient_id: int | None = None, limit: int = 200,
+                visible: sql.Composable | None = None) -> list[dict[str, Any]]:
+    """Alerts newest first (red before amber before info among active ones).
+
+    ``visible`` is a condition on the alert row ``a`` that limits the list to what a
+    reader may see (the server's access scope); this package does not know scopes."""
     where: list[str] = []
     args: list[Any] = []
+    if visible is not None:
+        where.append(visible.as_string(conn).replace("%", "%%"))  # literals, not params
     if states is not None:
         where.append("a.state = ANY(%s)")
         args.append(list(states))
@@ -82,12 +89,12 @@ def list_alerts(conn: psycopg.Connection[Any], *,
     if patient_id is not None:
         where.append("a.patient_id = %s")
         args.append(patient_id)
-    sql = (f"SELECT {_COLUMNS} {_FROM}" + (" WHERE " + " AND ".join(where) if where else "")
-           + " ORDER BY CASE a.severity WHEN 'red' THEN 0 WHEN 'amber' THEN 1 ELSE 2 END,"
-             " a.opened_at DESC, a.id DESC LIMIT %s")
+    query = (f"SELECT {_COLUMNS} {_FROM}" + (" WHERE " + " AND ".join(where) if where else "")
+             + " ORDER BY CASE a.severity WHEN 'red' THEN 0 WHEN 'amber' THEN 1 ELSE 2 END,"
+               " a.opened_at DESC, a.id DESC LIMIT %s")
     args.append(limit)
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(sql, args).fetchall()
+        rows = cur.execute(query, args).fetchall()
     return [_json_ready(r) for r in rows]
 
 
@@ -193,6 +200,21 @@ def snooze(conn: psycopg.Connection[Any], alert_id: int, *, clinician_id: int,
         record_event(conn, alert_id, "snoozed", at=at, clinician_id=clinician_id,
                      detail={"until": until.isoformat(), "note": note}, state=state,
                      severity=severity, team_id=team_id, patient_id=patient_id)
+    result = get_alert(conn, alert_id)
+    assert result is not None
+    return result
+
+
+def add_note(conn: psycopg.Connection[Any], alert_id: int, *, clinician_id: int, text: str,
+             now: datetime | None = None) -> dict[str, Any]:
+    """Append a note to the alert's history (any state: a closed alert may still need
+    a word on what happened after)."""
+    at = _now(now)
+    with conn.transaction():
+        state, severity, team_id, patient_id = _lock(conn, alert_id)
+        record_event(conn, alert_id, "note", at=at, clinician_id=clinician_id,
+                     detail={"text": text}, state=state, severity=severity, team_id=team_id,
+                     patient_id=patient_id)
     result = get_alert(conn, alert_id)
     assert result is not None
     return result

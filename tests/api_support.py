@@ -28,8 +28,14 @@ class World:
     token: str
     nurse_id: int
     patient: int
-    other_patient: int
+    other_patient: int  # on no care team: outside the nurse's scope
     alert: int
+    admin_token: str = ""
+
+    @property
+    def admin(self) -> dict[str, str]:
+        """Headers of the organisation's admin (hubs and the quarantine are admin-only)."""
+        return {"Authorization": f"Bearer {self.admin_token}"}
 
 
 def insert_alert(conn: psycopg.Connection, patient: int, *, severity: str = "red",
@@ -44,14 +50,16 @@ def insert_alert(conn: psycopg.Connection, patient: int, *, severity: str = "red
 
 
 def seed_world(db_url: str) -> World:
-    """A team, a nurse (password NURSE_PASSWORD), two patients, a hub with three readings,
-    one quarantined payload and one open alert."""
+    """A team, a nurse (password NURSE_PASSWORD) and an admin, two patients (one on no
+    team), a hub with three readings, one quarantined payload and one open alert."""
     with psycopg.connect(db_url, autocommit=True) as conn:
         org = admin.create_organisation(conn, name="Trust")
         admin.create_team(conn, team_id="heart-failure", organisation_id=org,
                           name="Heart Failure", kind="heart_failure")
         nurse = admin.create_clinician(conn, username="nurse", display_name="Nina Nurse",
                                        teams=["heart-failure"], password=NURSE_PASSWORD)
+        boss = admin.create_clinician(conn, username="admin", display_name="Ann Admin",
+                                      role="admin", teams=["heart-failure"])
         patient = admin.create_patient(conn, display_name="Ada", teams=["heart-failure"])
         other = admin.create_patient(conn, display_name="Bob")
         admin.create_hub(conn, hub_id="hub-1")
@@ -68,7 +76,7 @@ def seed_world(db_url: str) -> World:
         conn.execute("INSERT INTO quarantine (hub_id, topic, reason, payload) VALUES"
                      " ('hub-1', 'homeward/v1/hubs/hub-1/readings', 'not JSON', 'garbage')")
         alert = insert_alert(conn, patient)
-    return World(db_url, nurse.api_token, nurse.id, patient, other, alert)
+    return World(db_url, nurse.api_token, nurse.id, patient, other, alert, boss.api_token)
 
 
 @contextmanager

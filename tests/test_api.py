@@ -57,9 +57,9 @@ def test_readings_over_a_time_range(client: httpx.Client, world: World) -> None:
     only_spo2 = client.get(path, params={**day, "to": (T0 + timedelta(days=2)).isoformat(),
                                          "kind": "spo2"}).json()
     assert [r["values"]["spo2"] for r in only_spo2["readings"]] == [95, 93]
-    # the other patient has none; an unknown patient is a 404; a bad range a 422
+    # a patient outside the nurse's care teams is a 404, like an unknown one; a bad range 422
     assert client.get(f"/api/patients/{world.other_patient}/readings",
-                      params=day).json()["readings"] == []
+                      params=day).status_code == 404
     assert client.get("/api/patients/999999/readings", params=day).status_code == 404
     bad = client.get(path, params={"from": day["to"], "to": day["from"]})
     assert bad.status_code == 422 and "before" in bad.json()["detail"][0]["msg"]
@@ -101,11 +101,12 @@ def test_alert_list_acknowledge_resolve_and_wrong_transitions(client: httpx.Clie
         assert response.status_code == 404 and "424242" in response.json()["detail"]
 
 
-def test_quarantine_and_hubs(client: httpx.Client) -> None:
-    (q,) = client.get("/api/quarantine").json()
+def test_quarantine_and_hubs(client: httpx.Client, world: World) -> None:
+    assert client.get("/api/quarantine").status_code == 403  # admin-only
+    (q,) = client.get("/api/quarantine", headers=world.admin).json()
     assert (q["hub_id"], q["reason"], q["payload_preview"], q["payload_bytes"]) == (
         "hub-1", "not JSON", "garbage", 7)
-    (hub,) = client.get("/api/hubs").json()
+    (hub,) = client.get("/api/hubs", headers=world.admin).json()
     assert hub["id"] == "hub-1" and hub["state"] == "unknown"
     assert hub["devices"] == [{"address": "AA:01", "kind": "spo2", "name": None}]
 

@@ -77,20 +77,21 @@ PAYLOAD_PREVIEWS = [  # what a hub sent -> how the listing shows it
 def test_a_non_utf8_quarantine_payload_does_not_break_the_listing(
         api: httpx.Client, world: World) -> None:
     ids = _quarantine(world.url, [(payload, None) for payload, _ in PAYLOAD_PREVIEWS])
-    response = api.get("/api/quarantine")
+    response = api.get("/api/quarantine", headers=world.admin)
     assert response.status_code == 200, response.text
     by_id = {q["id"]: q for q in response.json()}
     for qid, (payload, shown) in zip(ids, PAYLOAD_PREVIEWS, strict=True):
         assert (by_id[qid]["payload_preview"], by_id[qid]["payload_bytes"]) == (
             shown, len(payload)), payload
-    assert api.get("/api/quarantine", params={"hub": "hub-1"}).status_code == 200
+    assert api.get("/api/quarantine", headers=world.admin,
+                   params={"hub": "hub-1"}).status_code == 200
 
 
 def test_quarantine_listing_returns_bounded_previews(api: httpx.Client, world: World) -> None:
     big = 4_000_000
     _quarantine(world.url, [(b"\x01" * big, None), (None, {"note": "x" * big}),
                             (b"[" * big, None)])
-    response = api.get("/api/quarantine")
+    response = api.get("/api/quarantine", headers=world.admin)
     assert response.status_code == 200
     assert len(response.content) < 20_000  # three 4 MB rejects; was 12.5 MB
     binary, item, brackets = response.json()[:3][::-1]
@@ -105,7 +106,7 @@ def test_quarantine_listing_returns_bounded_previews(api: httpx.Client, world: W
     seen: list[int] = []
     before: int | None = None
     while True:
-        page = api.get("/api/quarantine",
+        page = api.get("/api/quarantine", headers=world.admin,
                        params={"limit": 3, **({"before": before} if before else {})}).json()
         if not page:
             break
@@ -113,7 +114,8 @@ def test_quarantine_listing_returns_bounded_previews(api: httpx.Client, world: W
         seen += [q["id"] for q in page]
         before = page[-1]["id"]
     assert seen == sorted(seen, reverse=True) and len(seen) == len(set(seen)) == 9
-    assert api.get("/api/quarantine", params={"limit": 100_000}).status_code == 422
+    assert api.get("/api/quarantine", headers=world.admin,
+                   params={"limit": 100_000}).status_code == 422
 
 
 # -- text, times and bodies ----------------------------------------------------------------
@@ -140,7 +142,8 @@ def test_nul_bytes_answer_422(api: httpx.Client, world: World, method: str, path
         fields = {"username": "nurse", "password": NURSE_PASSWORD}
     fields[field] = NUL
     sent: dict[str, Any] = {via: fields}
-    response = api.request(method, path.format(alert=world.alert), **sent)
+    headers = world.admin if path == "/api/quarantine" else None
+    response = api.request(method, path.format(alert=world.alert), headers=headers, **sent)
     assert response.status_code == 422, response.text
     assert field in str(response.json()["detail"])
     # nothing was changed, and the server still answers
@@ -398,3 +401,45 @@ def test_health_degrades_when_the_evaluation_backlog_is_old(
         assert (body["status"], body["degraded"]) == ("degraded", ["evaluation_backlog"])
         assert body["evaluation_backlog"]["oldest_seconds"] >= 300
         assert body["database"] == body["broker"] == "ok"
+
+
+def test_health_degrades_when_the_ingest_has_held_a_message_too_long(
+        world: World, mosquitto: MosquittoServer) -> None:
+    settings = Settings(database_url=world.url, mqtt_port=mosquitto.port,
+                        health_ingest_held_seconds=60)
+    with running_api(settings) as base, httpx.Client(base_url=base) as client, \
+            psycopg.connect(world.url, autocommit=True) as conn:
+        def beat(client_id: str, *, held_for: int | None, beat_ago: int = 1,
+                 stopped: bool = False) -> None:
+            conn.execute(
+                "INSERT INTO ingest_heartbeat (client_id, heartbeat_at, oldest_held_since,"
+                " held_messages, started_at, stopped_at) VALUES (%(id)s,"
+                " now() - make_interval(secs => %(ago)s),"
+                " now() - make_interval(secs => %(held)s), %(n)s, now() - interval '1 hour',"
+                " CASE WHEN %(stopped)s THEN now() END)"
+                " ON CONFLICT (client_id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at,"
+                " oldest_held_since = excluded.oldest_held_since,"
+                " held_messages = excluded.held_messages, stopped_at = excluded.stopped_at",
+                {"id": client_id, "ago": beat_ago, "held": held_for,
+                 "n": 0 if held_for is None else 1, "stopped": stopped})
+
+        def degraded() -> list[str]:
+            response = client.get("/health")
+            body = response.json()
+            assert response.status_code == (200 if body["status"] == "ok" else 503)
+            return list(body["degraded"])
+
+        assert degraded() == []  # no ingest has reported: nothing to judge
+        beat("ingest-a", held_for=None)  # beating, holding nothing
+        beat("ingest-b", held_for=2)     # writing a message, as it should
+        assert degraded() == []
+        beat("ingest-b", held_for=75)    # the finding: a message held for over a minute
+        assert degraded() == ["ingest_stalled"]
+        stalled = {c["client_id"]: c for c in client.get("/health").json()["ingest"]["clients"]}
+        assert stalled["ingest-b"]["held_seconds"] >= 75
+        beat("ingest-b", held_for=None)  # it moved on
+        assert degraded() == []
+        beat("ingest-a", held_for=None, beat_ago=45)  # killed: stopped beating
+        assert degraded() == ["ingest_silent"]
+        beat("ingest-a", held_for=None, beat_ago=45, stopped=True)  # a clean stop is no fault
+        assert degraded() == []

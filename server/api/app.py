@@ -78,11 +78,22 @@ def create_app(settings: Settings | None = None, *, pool_max_size: int = 10) -> 
         return JSONResponse({"detail": "database unavailable; try again shortly"},
                             status_code=503, headers={"Retry-After": "5"})
 
-    from server.api.routes import alerts, dashboard, health, hubs, patients, quarantine
+    from server.api.routes import (
+        alert_actions,
+        alerts,
+        dashboard,
+        health,
+        hubs,
+        patients,
+        quarantine,
+        record,
+    )
 
     app.include_router(health.router)
     app.include_router(alerts.router)
+    app.include_router(alert_actions.router)
     app.include_router(patients.router)
+    app.include_router(record.router)
     app.include_router(quarantine.router)
     app.include_router(hubs.router)
     app.include_router(dashboard.router)

@@ -13,8 +13,10 @@ from starlette.types import Receive, Scope, Send
 
 from alerts import store
 from alerts.model import ACTIVE_STATES, CLOSED_STATES, OUTCOMES
+from server.access import alert_condition
 from server.api.alert_events import OVERFLOW, AlertEvents, StreamLimit, Subscription
-from server.api.deps import AUTH_RESPONSES, NOT_FOUND, CurrentClinician, Problem, SessionDep
+from server.api.deps import AUTH_RESPONSES, BAD_BODY, NOT_FOUND, PoolDep, Problem, SessionDep
+from server.api.scope import AlertAccess, ListAccess, StreamScope
 from server.api.types import DbId, Text
 
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
@@ -53,7 +55,7 @@ class ResolveBody(BaseModel):
 @router.get("", summary="Alerts, most urgent first (default: open and acknowledged)",
             responses=AUTH_RESPONSES)
 def list_alerts(
-    conn: SessionDep, clinician: CurrentClinician,
+    conn: SessionDep, access: ListAccess,
     state: Annotated[list[StateFilter] | None,
                      Query(description="repeat for several; 'all' for every state")] = None,
     team: Text | None = None, patient: DbId | None = None,
@@ -62,7 +64,8 @@ def list_alerts(
     states: tuple[str, ...] | None = ("open", "acknowledged")
     if state:
         states = None if "all" in state else tuple(state)
-    return store.list_alerts(conn, states=states, team_id=team, patient_id=patient, limit=limit)
+    return store.list_alerts(conn, states=states, team_id=team, patient_id=patient, limit=limit,
+                             visible=alert_condition(access.scope))
 
 
 class EventStream(StreamingResponse):
@@ -91,14 +94,16 @@ class EventStream(StreamingResponse):
                              "description": "this clinician already holds the most live "
                                             "streams allowed "
                                             "(HOMEWARD_API_STREAMS_PER_CLINICIAN)"}})
-async def stream(request: Request, clinician: CurrentClinician) -> StreamingResponse:
+async def stream(request: Request, access: ListAccess, pool: PoolDep) -> StreamingResponse:
     """Relays the ``alert_event`` notifications of the alert engine; the process shares
     one database connection among all its streams (``server.api.alert_events``)."""
     events: AlertEvents = request.app.state.alert_events
     try:
-        sub = await events.subscribe(clinician["id"])
+        sub = await events.subscribe(access.scope.clinician_id)
     except StreamLimit as err:
         raise HTTPException(429, detail=str(err), headers={"Retry-After": "30"}) from err
+
+    visible = StreamScope(pool, access.scope)
 
     async def lines() -> AsyncIterator[str]:
         yield ": connected\n\n"
@@ -110,31 +115,33 @@ async def stream(request: Request, clinician: CurrentClinician) -> StreamingResp
                 continue
             if payload is OVERFLOW:
                 return
-            yield f"event: alert\ndata: {payload}\n\n"
+            if isinstance(payload, str) and await visible.allows(payload):
+                yield f"event: alert\ndata: {payload}\n\n"
 
     return EventStream(lines(), events, sub)
 
 
 @router.get("/{alert_id}", summary="One alert with its history",
             responses={**AUTH_RESPONSES, **NOT_FOUND})
-def get_alert(alert_id: DbId, conn: SessionDep, clinician: CurrentClinician) -> dict[str, Any]:
+def get_alert(alert_id: DbId, conn: SessionDep, access: AlertAccess) -> dict[str, Any]:
     alert = store.get_alert(conn, alert_id)
     if alert is None:
-        raise HTTPException(404, detail=f"alert {alert_id} does not exist")
+        raise HTTPException(404, detail=f"alert {alert_id} not found")
     return alert
 
 
 @router.post("/{alert_id}/acknowledge", summary="Take the alert (409 if already resolved)",
-             responses={**AUTH_RESPONSES, **NOT_FOUND, **CONFLICT})
-def acknowledge(alert_id: DbId, conn: SessionDep, clinician: CurrentClinician,
+             responses={**AUTH_RESPONSES, **NOT_FOUND, **CONFLICT, **BAD_BODY})
+def acknowledge(alert_id: DbId, conn: SessionDep, access: AlertAccess,
                 body: AcknowledgeBody | None = None) -> dict[str, Any]:
-    return store.acknowledge(conn, alert_id, clinician_id=clinician["id"],
+    return store.acknowledge(conn, alert_id, clinician_id=access.scope.clinician_id,
                              note=body.note if body else None)
 
 
 @router.post("/{alert_id}/resolve", summary="Close the alert with an outcome (409 if closed)",
-             responses={**AUTH_RESPONSES, **NOT_FOUND, **CONFLICT})
+             responses={**AUTH_RESPONSES, **NOT_FOUND, **CONFLICT, **BAD_BODY})
 def resolve(alert_id: DbId, body: ResolveBody, conn: SessionDep,
-            clinician: CurrentClinician) -> dict[str, Any]:
-    return store.resolve(conn, alert_id, clinician_id=clinician["id"], outcome=body.outcome,
+            access: AlertAccess) -> dict[str, Any]:
+    return store.resolve(conn, alert_id, clinician_id=access.scope.clinician_id,
+                         outcome=body.outcome,
                          note=body.note)

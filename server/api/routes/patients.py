@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from fastapi.exceptions import RequestValidationError
 
 from homeward.kinds import Kind
 from server import queries
-from server.api.deps import AUTH_RESPONSES, NOT_FOUND, CurrentClinician, SessionDep
+from server.api.deps import AUTH_RESPONSES, NOT_FOUND, SessionDep
+from server.api.scope import PatientAccess
 from server.api.types import TIME_MAX, TIME_MIN, BoundedDatetime, DbId
 
 router = APIRouter(prefix="/api/patients", tags=["patients"])
@@ -26,7 +27,7 @@ TIME_HELP = (f"RFC 3339; naive = UTC; from {TIME_MIN.date().isoformat()} and bef
             summary="Readings taken in [from, to), oldest first (default: the last 7 days)",
             responses={**AUTH_RESPONSES, **NOT_FOUND})
 def readings(
-    patient_id: DbId, conn: SessionDep, clinician: CurrentClinician,
+    patient_id: DbId, conn: SessionDep, access: PatientAccess,
     start: Annotated[BoundedDatetime | None, Query(alias="from", description=TIME_HELP)] = None,
     end: Annotated[BoundedDatetime | None, Query(alias="to", description=TIME_HELP)] = None,
     kind: Kind | None = None,
@@ -37,8 +38,6 @@ def readings(
     if start_at >= end_at:
         raise RequestValidationError([{"loc": ("query", "from"), "type": "value_error",
                                        "msg": "'from' must be before 'to'"}])
-    if not queries.patient_exists(conn, patient_id=patient_id):
-        raise HTTPException(404, detail=f"patient {patient_id} does not exist")
     rows = queries.patient_readings(conn, patient_id=patient_id, start=start_at, end=end_at,
                                     kind=kind.value if kind else None, limit=limit)
     return {"patient_id": patient_id, "from": start_at.isoformat(), "to": end_at.isoformat(),

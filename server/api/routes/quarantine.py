@@ -13,8 +13,9 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from server import queries
-from server.api.deps import AUTH_RESPONSES, CurrentClinician, SessionDep
+from server.api.deps import AUTH_RESPONSES, SessionDep
 from server.api.previews import PREVIEW_BYTES, escape_bytes
+from server.api.scope import AdminScope
 from server.api.types import DbId, Text
 
 router = APIRouter(prefix="/api/quarantine", tags=["quarantine"])
@@ -49,7 +50,7 @@ def _listed(row: dict[str, Any]) -> QuarantinedPayload:
 
 @router.get("", summary="Recent quarantined payloads, newest first, with bounded previews",
             responses=AUTH_RESPONSES)
-def recent(conn: SessionDep, clinician: CurrentClinician,
+def recent(conn: SessionDep, scope: AdminScope,
            hub: Text | None = None,
            before: Annotated[DbId | None, Query(description="page on: only ids below this "
                                                             "(the last id of the page before)")

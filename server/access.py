@@ -1,0 +1,136 @@
+"""Who may see what: the one access model (DESIGN.md, "People, access and working together").
+
+A clinician sees a patient while one of her teams is on the patient's care
+team (``patient_team``); an admin sees every patient whose care team includes
+a team of her organisation.  Alerts, readings, notes, timelines, series and
+exports follow the patient; a system alert (no patient) follows its team.
+Hubs and the quarantine (raw payloads may hold patient data) are admin-only.
+
+Everything here is pure SQL composition over a :class:`Scope`; the API turns
+it into a dependency (``server.api.scope``) and every query that returns
+patient data takes its condition from :func:`patient_condition` or
+:func:`alert_condition`, never from a filter of its own.  Anything outside a
+caller's scope is answered as if it did not exist (:class:`NotInScope`, 404).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import psycopg
+from psycopg import sql
+
+Role = Literal["nurse", "team_lead", "admin", "system"]
+ROLES: tuple[Role, ...] = ("nurse", "team_lead", "admin", "system")
+
+
+class NotInScope(LookupError):
+    """The thing asked for is outside the caller's scope (or does not exist): 404."""
+
+
+class RoleRequired(PermissionError):
+    """The caller's role may not do this at all (e.g. a nurse listing hubs): 403."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What one signed-in clinician may see, resolved once per request."""
+
+    clinician_id: int
+    username: str
+    display_name: str
+    role: Role
+    #: The organisations an admin answers for (hers, or her teams').
+    organisation_ids: tuple[int, ...]
+    #: Her teams, in name order (team id, name).
+    teams: tuple[tuple[str, str], ...]
+
+    @property
+    def team_ids(self) -> list[str]:
+        return [team_id for team_id, _ in self.teams]
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+    def require_admin(self) -> None:
+        if not self.is_admin:
+            raise RoleRequired("this needs the admin role")
+
+
+def load_scope(conn: psycopg.Connection[Any], clinician_id: int) -> Scope | None:
+    """The scope of an active clinician, or None (unknown or deactivated)."""
+    row = conn.execute(
+        "SELECT c.username, c.display_name, c.role,"
+        " array_remove(array_agg(DISTINCT t.organisation_id)"
+        "   || array_agg(DISTINCT c.organisation_id), NULL),"
+        " COALESCE(jsonb_agg(jsonb_build_array(t.id, t.name) ORDER BY t.name)"
+        "   FILTER (WHERE t.id IS NOT NULL), '[]')"
+        " FROM clinician c"
+        " LEFT JOIN team_member m ON m.clinician_id = c.id"
+        " LEFT JOIN team t ON t.id = m.team_id"
+        " WHERE c.id = %s AND c.active GROUP BY c.id", (clinician_id,)).fetchone()
+    if row is None:
+        return None
+    username, display_name, role, organisations, teams = row
+    return Scope(clinician_id=clinician_id, username=username, display_name=display_name,
+                 role=role, organisation_ids=tuple(sorted(set(organisations))),
+                 teams=tuple((t[0], t[1]) for t in teams))
+
+
+def visible_patients(scope: Scope) -> sql.Composed:
+    """``SELECT patient_id ...`` of every patient the scope may see: the one place
+    that says which patients those are."""
+    if scope.is_admin:
+        return sql.SQL(
+            "SELECT pt.patient_id FROM patient_team pt JOIN team t ON t.id = pt.team_id"
+            " WHERE t.organisation_id = ANY({})").format(
+                sql.Literal(list(scope.organisation_ids)))
+    return sql.SQL("SELECT pt.patient_id FROM patient_team pt WHERE pt.team_id = ANY({})"
+                   ).format(sql.Literal(scope.team_ids))
+
+
+def visible_teams(scope: Scope) -> sql.Composed:
+    """``SELECT id FROM team ...`` of the teams whose system alerts the scope sees."""
+    if scope.is_admin:
+        return sql.SQL("SELECT id FROM team WHERE organisation_id = ANY({})").format(
+            sql.Literal(list(scope.organisation_ids)))
+    return sql.SQL("SELECT unnest({}::text[])").format(sql.Literal(scope.team_ids))
+
+
+def patient_condition(scope: Scope, column: str = "patient_id") -> sql.Composed:
+    """A WHERE condition: ``column`` names a patient in scope."""
+    return sql.SQL("{} IN ({})").format(sql.SQL(column), visible_patients(scope))
+
+
+def alert_condition(scope: Scope, alias: str = "a") -> sql.Composed:
+    """A WHERE condition on an alert row: its patient is in scope, or it is a system
+    alert (no patient) routed to a team in scope."""
+    return sql.SQL("({patient} IN ({patients}) OR ({patient} IS NULL AND {team} IN ({teams})))"
+                   ).format(patient=sql.Identifier(alias, "patient_id"),
+                            team=sql.Identifier(alias, "team_id"),
+                            patients=visible_patients(scope), teams=visible_teams(scope))
+
+
+def require_patient(conn: psycopg.Connection[Any], scope: Scope, patient_id: int) -> None:
+    """NotInScope unless the patient exists and is in scope."""
+    query = sql.SQL("SELECT 1 FROM patient WHERE id = {} AND {}").format(
+        sql.Literal(patient_id), patient_condition(scope, "id"))
+    if conn.execute(query).fetchone() is None:
+        raise NotInScope(f"patient {patient_id} not found")
+
+
+def require_alert(conn: psycopg.Connection[Any], scope: Scope, alert_id: int) -> int | None:
+    """The alert's patient id (None for a system alert); NotInScope unless in scope."""
+    query = sql.SQL("SELECT a.patient_id FROM alert a WHERE a.id = {} AND {}").format(
+        sql.Literal(alert_id), alert_condition(scope))
+    row = conn.execute(query).fetchone()
+    if row is None:
+        raise NotInScope(f"alert {alert_id} not found")
+    return None if row[0] is None else int(row[0])
+
+
+def patient_ids_in_scope(conn: psycopg.Connection[Any], scope: Scope) -> set[int]:
+    """Every patient id in scope (for filtering a live stream without a query per event)."""
+    return {int(r[0]) for r in conn.execute(visible_patients(scope)).fetchall()}

@@ -1,0 +1,186 @@
+"""The access model as FastAPI dependencies: the caller's scope, and audited access.
+
+Routes never filter by team themselves.  A route that reads or writes one
+patient's data takes ``PatientAccess`` (its ``{patient_id}`` path parameter),
+one about an alert takes ``AlertAccess`` (``{alert_id}``), a listing of
+patient data takes ``ListAccess``; each checks the scope (404 when out of it),
+and writes one audit row when the request ends, with the outcome.  Admin-only
+routes take ``AdminScope`` (403 for other roles).  ``server.access`` holds the
+SQL; ``tests/test_access.py`` walks every route of the OpenAPI document to
+hold every route to this.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+
+from alerts.store import AlertNotFound, InvalidTransition, UnknownOutcome
+from server import audit
+from server.access import NotInScope, Scope, load_scope, require_alert, require_patient
+from server.api.deps import CurrentClinician, PoolDep
+from server.api.types import DbId
+
+#: Exceptions that mean "the route said no" (a 4xx), not that it failed.
+_REFUSALS = (RequestValidationError, InvalidTransition, UnknownOutcome, AlertNotFound)
+_REQUEST_ID_MAX = 64
+
+
+def caller_scope(clinician: CurrentClinician, pool: PoolDep) -> Scope:
+    with pool.connection() as conn:
+        scope = load_scope(conn, int(clinician["id"]))
+    if scope is None:  # deactivated since the session began
+        raise HTTPException(401, detail="this account is not active",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return scope
+
+
+CallerScope = Annotated[Scope, Depends(caller_scope)]
+
+
+def admin_scope(scope: CallerScope) -> Scope:
+    if not scope.is_admin:
+        raise HTTPException(403, detail="this needs the admin role")
+    return scope
+
+
+AdminScope = Annotated[Scope, Depends(admin_scope)]
+
+
+def request_id(request: Request) -> str:
+    """The caller's X-Request-ID when it is sane, else a new one (kept for the request)."""
+    existing = getattr(request.state, "request_id", None)
+    if isinstance(existing, str):
+        return existing
+    given = request.headers.get("x-request-id", "")
+    value = (given if 0 < len(given) <= _REQUEST_ID_MAX and given.isprintable()
+             and given.isascii() else uuid.uuid4().hex)
+    request.state.request_id = value
+    return value
+
+
+def _resource(request: Request) -> str:
+    query = request.url.query
+    return (request.url.path + ("?" + query if query else ""))[:300]
+
+
+def _action(request: Request) -> str:
+    route = request.scope.get("route")
+    return f"{request.method} {getattr(route, 'path', request.url.path)}"
+
+
+def _outcome(err: BaseException | None) -> audit.Outcome:
+    if err is None:
+        return "ok"
+    if isinstance(err, HTTPException):
+        return "not_found" if err.status_code == 404 else (
+            "refused" if err.status_code < 500 else "error")
+    return "refused" if isinstance(err, _REFUSALS) else "error"
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """The caller, and the patient the request is about (None: a listing, or a
+    system alert)."""
+
+    scope: Scope
+    patient_id: int | None
+
+
+def _audited(request: Request, pool: PoolDep, scope: Scope,
+             patient_id: int | None) -> Iterator[Access]:
+    error: BaseException | None = None
+    try:
+        yield Access(scope, patient_id)
+    except BaseException as err:
+        error = err
+        raise
+    finally:
+        _write(request, pool, scope, patient_id, _outcome(error))
+
+
+def _write(request: Request, pool: PoolDep, scope: Scope, patient_id: int | None,
+           outcome: audit.Outcome) -> None:
+    client = request.client.host if request.client else None
+    entry = audit.AuditEntry(clinician_id=scope.clinician_id, role=scope.role,
+                             action=_action(request), resource=_resource(request),
+                             patient_id=patient_id, request_id=request_id(request),
+                             client_addr=client, outcome=outcome)
+    with pool.connection() as conn:
+        audit.record(conn, entry)
+
+
+def patient_access(patient_id: DbId, request: Request, pool: PoolDep,
+                   scope: CallerScope) -> Iterator[Access]:
+    with pool.connection() as conn:
+        try:
+            require_patient(conn, scope, patient_id)
+        except NotInScope as err:
+            _write(request, pool, scope, None, "not_found")
+            raise HTTPException(404, detail=str(err)) from err
+    yield from _audited(request, pool, scope, patient_id)
+
+
+def alert_access(alert_id: DbId, request: Request, pool: PoolDep,
+                 scope: CallerScope) -> Iterator[Access]:
+    with pool.connection() as conn:
+        try:
+            patient_id = require_alert(conn, scope, alert_id)
+        except NotInScope as err:
+            _write(request, pool, scope, None, "not_found")
+            raise HTTPException(404, detail=str(err)) from err
+    yield from _audited(request, pool, scope, patient_id)
+
+
+def list_access(request: Request, pool: PoolDep, scope: CallerScope) -> Iterator[Access]:
+    yield from _audited(request, pool, scope, None)
+
+
+PatientAccess = Annotated[Access, Depends(patient_access)]
+AlertAccess = Annotated[Access, Depends(alert_access)]
+ListAccess = Annotated[Access, Depends(list_access)]
+
+
+class StreamScope:
+    """Which live alert events a subscriber may receive: an event about a patient in
+    scope, or a system alert (no patient) for a team in scope.  The patient ids are
+    read once and again every ``refresh_s``, not per event, so a busy stream costs no
+    query per event; a patient added to one of her teams appears within that time."""
+
+    def __init__(self, pool: PoolDep, scope: Scope, *, refresh_s: float = 30.0) -> None:
+        self._pool, self._scope, self._refresh_s = pool, scope, refresh_s
+        self._patients: set[int] = set()
+        self._teams: set[str] = set()
+        self._read_at = float("-inf")
+
+    def _read(self) -> None:
+        from server.access import patient_ids_in_scope, visible_teams
+
+        with self._pool.connection() as conn:
+            self._patients = patient_ids_in_scope(conn, self._scope)
+            self._teams = {str(r[0]) for r in conn.execute(visible_teams(self._scope))}
+
+    async def allows(self, payload: str) -> bool:
+        import time
+
+        import anyio
+        import orjson
+
+        if time.monotonic() - self._read_at > self._refresh_s:
+            await anyio.to_thread.run_sync(self._read)
+            self._read_at = time.monotonic()
+        try:
+            event = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return False
+        if not isinstance(event, dict):
+            return False
+        patient = event.get("patient_id")
+        if patient is None:
+            return event.get("team_id") in self._teams
+        return patient in self._patients

@@ -1,0 +1,273 @@
+"""The access model, route by route: every route of the OpenAPI document is listed here
+with the scope it needs, so a new route without one fails ``test_every_route_is_classified``;
+a clinician outside a patient's care team gets 404 for its patient, alert and hub ids,
+and no successful read of it is audited; hubs and the quarantine are admin-only; the
+live stream carries only in-scope alerts."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+import psycopg
+import pytest
+
+from homeward.settings import Settings
+from server import admin
+from server.api import create_app
+from tests.api_support import T0, running_api
+
+pytestmark = pytest.mark.integration
+
+#: (method, path) -> what scopes it.  "patient": {patient_id} in scope or 404;
+#: "alert": {alert_id} in scope or 404; "list": a listing filtered to the scope;
+#: "admin": admins only (403 for other roles); "self": the caller's own data;
+#: "public": no patient data.
+ROUTES: dict[tuple[str, str], str] = {
+    ("GET", "/health"): "public",
+    ("GET", "/api/me"): "self",
+    ("GET", "/api/alerts"): "list",
+    ("GET", "/api/alerts/stream"): "list",
+    ("GET", "/api/alerts/{alert_id}"): "alert",
+    ("POST", "/api/alerts/{alert_id}/acknowledge"): "alert",
+    ("POST", "/api/alerts/{alert_id}/resolve"): "alert",
+    ("POST", "/api/alerts/{alert_id}/snooze"): "alert",
+    ("POST", "/api/alerts/{alert_id}/notes"): "alert",
+    ("GET", "/api/patients"): "list",
+    ("GET", "/api/patients/{patient_id}"): "patient",
+    ("GET", "/api/patients/{patient_id}/readings"): "patient",
+    ("GET", "/api/patients/{patient_id}/series"): "patient",
+    ("GET", "/api/patients/{patient_id}/timeline"): "patient",
+    ("GET", "/api/patients/{patient_id}/audit"): "patient",
+    ("POST", "/api/patients/{patient_id}/notes"): "patient",
+    ("POST", "/api/patients/{patient_id}/status"): "patient",
+    ("PUT", "/api/patients/{patient_id}/rules/{rule_id}"): "patient",
+    ("GET", "/api/hubs"): "admin",
+    ("GET", "/api/quarantine"): "admin",
+    ("GET", "/api/audit"): "admin",
+}
+
+#: A valid request for each route (query and body), so that a 404 means scope, not input.
+QUERIES: dict[str, dict[str, str]] = {
+    "/api/patients/{patient_id}/series": {"kind": "spo2", "metric": "spo2"},
+}
+BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/api/alerts/{alert_id}/acknowledge"): {"note": "seen"},
+    ("POST", "/api/alerts/{alert_id}/resolve"): {"outcome": "advice_given"},
+    ("POST", "/api/alerts/{alert_id}/snooze"): {"minutes": 30},
+    ("POST", "/api/alerts/{alert_id}/notes"): {"text": "called"},
+    ("POST", "/api/patients/{patient_id}/notes"): {"text": "visited"},
+    ("POST", "/api/patients/{patient_id}/status"): {"status": "admitted"},
+    ("PUT", "/api/patients/{patient_id}/rules/{rule_id}"): {
+        "overrides": {"above": 170}, "reason": "her usual is high"},
+}
+
+
+@dataclass
+class Clinic:
+    url: str
+    tokens: dict[str, str]   # nurse_a, nurse_b, lead_a, admin, admin_other
+    ids: dict[str, int]
+    patient_a: int           # on team A's caseload only
+    patient_b: int           # on team B's caseload only
+    shared: int              # on both
+    alert_a: int
+    alert_b: int
+    system_alert_b: int
+
+
+def insert_alert(conn: psycopg.Connection, patient: int, team: str) -> int:
+    row = conn.execute(
+        "INSERT INTO alert (patient_id, rule_id, rule, severity, summary, team_id, opened_at,"
+        " updated_at, last_triggered_at) VALUES (%s, 'bp_severe', '{}', 'red', 'BP 186/104',"
+        " %s, now(), now(), now()) RETURNING id", (patient, team)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def seed_clinic(db_url: str) -> Clinic:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        org = admin.create_organisation(conn, name="North Trust")
+        other_org = admin.create_organisation(conn, name="South Trust")
+        admin.create_team(conn, team_id="team-a", organisation_id=org, name="A", kind="copd")
+        admin.create_team(conn, team_id="team-b", organisation_id=org, name="B",
+                          kind="heart_failure")
+        admin.create_team(conn, team_id="team-s", organisation_id=other_org, name="S",
+                          kind="district_nursing")
+        people = {
+            "nurse_a": admin.create_clinician(conn, username="a", display_name="Nurse A",
+                                              teams=["team-a"]),
+            "nurse_b": admin.create_clinician(conn, username="b", display_name="Nurse B",
+                                              teams=["team-b"]),
+            "lead_a": admin.create_clinician(conn, username="la", display_name="Lead A",
+                                             role="team_lead", teams=["team-a"]),
+            "admin": admin.create_clinician(conn, username="adm", display_name="Admin",
+                                            role="admin", teams=["team-a"]),
+            "admin_other": admin.create_clinician(conn, username="adm2", role="admin",
+                                                  display_name="Other Admin",
+                                                  teams=["team-s"]),
+        }
+        patient_a = admin.create_patient(conn, display_name="Alice", teams=["team-a"],
+                                         nhs_number="943 476 5919")
+        patient_b = admin.create_patient(conn, display_name="Bert", teams=["team-b"])
+        shared = admin.create_patient(conn, display_name="Sam", teams=["team-a", "team-b"])
+        admin.create_hub(conn, hub_id="hub-b")
+        admin.enrol(conn, hub_id="hub-b", patient_id=patient_b, valid_from=T0)
+        conn.execute(
+            'INSERT INTO reading (id, taken_at, kind, hub_id, patient_id, device, "values",'
+            " received_at) VALUES (gen_random_uuid(), now() - interval '1 hour', 'spo2',"
+            " 'hub-b', %s, 'AA:01', %s, now())",
+            (patient_b, orjson.dumps({"spo2": 91, "pulse_rate": 80}).decode()))
+        alert_a = insert_alert(conn, patient_a, "team-a")
+        alert_b = insert_alert(conn, patient_b, "team-b")
+        row = conn.execute(
+            "INSERT INTO alert (category, rule_id, rule, severity, summary, team_id, opened_at,"
+            " updated_at, last_triggered_at) VALUES ('system', 'system.rota_gap.team-b', '{}',"
+            " 'red', 'nobody on duty', 'team-b', now(), now(), now()) RETURNING id").fetchone()
+        assert row is not None
+    return Clinic(db_url, {k: v.api_token for k, v in people.items()},
+                  {k: v.id for k, v in people.items()}, patient_a, patient_b, shared,
+                  alert_a, alert_b, int(row[0]))
+
+
+@pytest.fixture(scope="module")
+def clinic(postgres_server: Any) -> Iterator[tuple[Clinic, str]]:
+    """One seeded database and one API server for the module (the walk is read-mostly;
+    tests that write use patients no other test asserts on)."""
+    from tests.conftest import _TEMPLATE
+
+    url = postgres_server.create_database(f"access{id(postgres_server)}", template=_TEMPLATE)
+    world = seed_clinic(url)
+    with running_api(Settings(database_url=url)) as base:
+        yield world, base
+
+
+def _call(base: str, token: str, method: str, path: str, params: dict[str, str] | None = None,
+          body: dict[str, Any] | None = None) -> httpx.Response:
+    return httpx.request(method, base + path, params=params, json=body, timeout=10,
+                         headers={"Authorization": f"Bearer {token}"})
+
+
+def test_every_route_is_classified() -> None:
+    spec = create_app(Settings()).openapi()
+    published = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
+    assert published == set(ROUTES), (
+        "every route needs a scope in tests/test_access.py ROUTES: "
+        f"new {sorted(published - set(ROUTES))}, gone {sorted(set(ROUTES) - published)}")
+
+
+def _audited_ok(url: str, clinician: int, patient: int) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM access_audit WHERE clinician_id = %s AND"
+                           " patient_id = %s AND outcome = 'ok'", (clinician, patient)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.mark.parametrize(("method", "path"), [k for k, v in ROUTES.items()
+                                              if v in ("patient", "alert")])
+def test_an_id_outside_the_callers_scope_is_404_and_no_read_is_audited(
+        clinic: tuple[Clinic, str], method: str, path: str) -> None:
+    world, base = clinic
+    concrete = (path.replace("{patient_id}", str(world.patient_b))
+                .replace("{alert_id}", str(world.alert_b)).replace("{rule_id}", "bp_severe"))
+    response = _call(base, world.tokens["nurse_a"], method, concrete, QUERIES.get(path),
+                     BODIES.get((method, path)))
+    assert response.status_code == 404, response.text
+    assert str(world.patient_b) not in response.text or "not found" in response.text
+    assert _audited_ok(world.url, world.ids["nurse_a"], world.patient_b) == 0
+    # the other organisation's admin is outside it too
+    response = _call(base, world.tokens["admin_other"], method, concrete, QUERIES.get(path),
+                     BODIES.get((method, path)))
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize(("method", "path"), [k for k, v in ROUTES.items() if v == "patient"
+                                              and k[0] == "GET"])
+def test_a_read_inside_the_scope_is_answered_and_audited(
+        clinic: tuple[Clinic, str], method: str, path: str) -> None:
+    world, base = clinic
+    before = _audited_ok(world.url, world.ids["nurse_b"], world.patient_b)
+    response = _call(base, world.tokens["nurse_b"], method,
+                     path.replace("{patient_id}", str(world.patient_b)), QUERIES.get(path))
+    assert response.status_code == 200, response.text
+    assert _audited_ok(world.url, world.ids["nurse_b"], world.patient_b) == before + 1
+
+
+@pytest.mark.parametrize(("method", "path"), [k for k, v in ROUTES.items() if v == "admin"])
+def test_admin_only_routes_refuse_other_roles(clinic: tuple[Clinic, str], method: str,
+                                              path: str) -> None:
+    world, base = clinic
+    for who in ("nurse_a", "lead_a"):
+        assert _call(base, world.tokens[who], method, path).status_code == 403
+    assert _call(base, world.tokens["admin"], method, path).status_code == 200
+
+
+def test_listings_carry_only_the_callers_patients(clinic: tuple[Clinic, str]) -> None:
+    world, base = clinic
+    caseload_a = {r["id"] for r in _call(base, world.tokens["nurse_a"], "GET",
+                                         "/api/patients").json()}
+    caseload_b = {r["id"] for r in _call(base, world.tokens["nurse_b"], "GET",
+                                         "/api/patients").json()}
+    assert caseload_a == {world.patient_a, world.shared}
+    assert caseload_b == {world.patient_b, world.shared}
+    admin_sees = {r["id"] for r in _call(base, world.tokens["admin"], "GET",
+                                         "/api/patients").json()}
+    assert admin_sees == {world.patient_a, world.patient_b, world.shared}
+    assert _call(base, world.tokens["admin_other"], "GET", "/api/patients").json() == []
+    alerts_a = {a["id"] for a in _call(base, world.tokens["nurse_a"], "GET",
+                                       "/api/alerts").json()}
+    alerts_b = {a["id"] for a in _call(base, world.tokens["nurse_b"], "GET",
+                                       "/api/alerts").json()}
+    assert world.alert_b not in alerts_a and world.system_alert_b not in alerts_a
+    assert {world.alert_b, world.system_alert_b} <= alerts_b and world.alert_a not in alerts_b
+
+
+def test_the_caseload_searches_by_name_and_nhs_number(clinic: tuple[Clinic, str]) -> None:
+    world, base = clinic
+    for q in ("ali", "9434765919", "943 476"):
+        rows = _call(base, world.tokens["nurse_a"], "GET", "/api/patients", {"q": q}).json()
+        assert [r["id"] for r in rows] == [world.patient_a], q
+
+
+def test_me_names_the_callers_role_and_teams(clinic: tuple[Clinic, str]) -> None:
+    world, base = clinic
+    me = _call(base, world.tokens["lead_a"], "GET", "/api/me").json()
+    assert (me["role"], [t["id"] for t in me["teams"]]) == ("team_lead", ["team-a"])
+
+
+def test_the_event_stream_carries_only_in_scope_alerts(clinic: tuple[Clinic, str]) -> None:
+    world, base = clinic
+    received: list[dict[str, Any]] = []
+    connected = threading.Event()
+
+    def listen() -> None:
+        with httpx.stream("GET", base + "/api/alerts/stream", timeout=20,
+                          headers={"Authorization": f"Bearer {world.tokens['nurse_a']}"}) as r:
+            for line in r.iter_lines():
+                if line.startswith(": connected"):
+                    connected.set()
+                if line.startswith("data: "):
+                    received.append(orjson.loads(line[6:]))
+                    if any(e["patient_id"] == world.patient_a for e in received):
+                        return
+
+    thread = threading.Thread(target=listen, daemon=True)
+    thread.start()
+    assert connected.wait(10)
+    time.sleep(0.5)  # the stream reads its scope on the first event
+    nurse_b = world.tokens["nurse_b"]
+    assert _call(base, nurse_b, "POST", f"/api/alerts/{world.alert_b}/notes",
+                 body={"text": "B only"}).status_code == 201
+    assert _call(base, nurse_b, "POST", f"/api/alerts/{world.system_alert_b}/notes",
+                 body={"text": "B's system alert"}).status_code == 201
+    assert _call(base, world.tokens["nurse_a"], "POST", f"/api/alerts/{world.alert_a}/notes",
+                 body={"text": "A's"}).status_code == 201
+    thread.join(15)
+    assert not thread.is_alive(), "nurse A's own alert event never arrived"
+    assert {e["alert_id"] for e in received} == {world.alert_a}
