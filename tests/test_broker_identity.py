@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -99,10 +100,22 @@ def connect(broker: MosquittoServer, username: str, client_id: str, *,
     return client
 
 
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto"
+
+
 @pytest.fixture
 def secured_broker(mosquitto_factory: Callable[..., MosquittoServer]) -> MosquittoServer:
-    """Per-hub passwords under the production ACL, as in the demo and deploy/mosquitto."""
-    return mosquitto_factory(users=PASSWORDS, acl=default_acl((INGEST_USER,)))
+    """Per-hub passwords under the production ACL of deploy/mosquitto/acl."""
+    return mosquitto_factory(users=PASSWORDS, acl=(DEPLOY / "acl").read_text())
+
+
+def test_the_production_broker_binds_client_ids_to_usernames_like_the_private_one() -> None:
+    conf = (DEPLOY / "mosquitto.conf").read_text().splitlines()
+    assert "use_username_as_clientid true" in conf
+    rules = [line for line in (DEPLOY / "acl").read_text().splitlines()
+             if line and not line.startswith("#")]
+    assert rules == [line for line in default_acl((INGEST_USER, "homeward-api")).splitlines()
+                     if line and not line.startswith("#")]
 
 
 @pytest.fixture
