@@ -31,6 +31,10 @@ from alerts.model import ACTIVE_STATES, OUTCOMES
 #: How long an acknowledgement holds before the alert re-opens (a lease), unless
 #: the alert's escalation policy says otherwise.
 DEFAULT_ACK_LEASE = timedelta(hours=4)
+#: The same action by the same clinician on the same alert within this long is taken
+#: for a retry (a double click, a request resent after a dropped connection) and is
+#: answered without a second event.
+RETRY_WINDOW = timedelta(seconds=60)
 
 
 class AlertNotFound(LookupError):
@@ -117,6 +121,12 @@ def get_alert(conn: psycopg.Connection[Any], alert_id: int) -> dict[str, Any] | 
     return out
 
 
+def _current(conn: psycopg.Connection[Any], alert_id: int) -> dict[str, Any]:
+    result = get_alert(conn, alert_id)
+    assert result is not None
+    return result
+
+
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
 
@@ -127,6 +137,31 @@ def _lock(conn: psycopg.Connection[Any], alert_id: int) -> tuple[str, str, str |
     if row is None:
         raise AlertNotFound(f"alert {alert_id} does not exist")
     return row[0], row[1], row[2], row[3]
+
+
+def _is_retry(conn: psycopg.Connection[Any], alert_id: int, events: Sequence[str], *,
+              clinician_id: int, at: datetime, same: dict[str, Any],
+              near: dict[str, datetime] | None = None) -> bool:
+    """Whether the alert's latest event is this clinician doing this very thing within
+    RETRY_WINDOW (``same``: the fields of its detail that must match; ``near``: times
+    in it that must match within RETRY_WINDOW, e.g. a snooze "for 30 minutes" sent twice)."""
+    row = conn.execute("SELECT event, clinician_id, at, detail FROM alert_event"
+                       " WHERE alert_id = %s ORDER BY id DESC LIMIT 1", (alert_id,)).fetchone()
+    if row is None:
+        return False
+    event, by, when, detail = row
+    detail = detail or {}
+    if not (event in events and by == clinician_id and at - when <= RETRY_WINDOW
+            and all(detail.get(k) == v for k, v in same.items())):
+        return False
+    for key, value in (near or {}).items():
+        try:
+            before = datetime.fromisoformat(str(detail.get(key)))
+        except ValueError:
+            return False
+        if abs(before - value) > RETRY_WINDOW:
+            return False
+    return True
 
 
 def acknowledge(conn: psycopg.Connection[Any], alert_id: int, *, clinician_id: int,
@@ -143,6 +178,10 @@ def acknowledge(conn: psycopg.Connection[Any], alert_id: int, *, clinician_id: i
         if state not in ACTIVE_STATES:
             raise InvalidTransition(f"alert {alert_id} is {state}; only open or acknowledged "
                                     "alerts can be acknowledged")
+        if state == "acknowledged" and _is_retry(
+                conn, alert_id, ("acknowledged", "renewed"), clinician_id=clinician_id, at=at,
+                same={"note": note}):
+            return _current(conn, alert_id)
         if lease is None:
             row = conn.execute("SELECT (route->>'ack_lease_seconds')::float FROM alert"
                                " WHERE id = %s", (alert_id,)).fetchone()
@@ -157,9 +196,7 @@ def acknowledge(conn: psycopg.Connection[Any], alert_id: int, *, clinician_id: i
                      detail={"note": note, "lease_expires_at": (at + lease).isoformat()},
                      state="acknowledged", severity=severity, team_id=team_id,
                      patient_id=patient_id)
-    result = get_alert(conn, alert_id)
-    assert result is not None
-    return result
+    return _current(conn, alert_id)
 
 
 def resolve(conn: psycopg.Connection[Any], alert_id: int, *, clinician_id: int, outcome: str,
@@ -179,9 +216,7 @@ def resolve(conn: psycopg.Connection[Any], alert_id: int, *, clinician_id: int, 
         record_event(conn, alert_id, "resolved", at=at, clinician_id=clinician_id,
                      detail={"outcome": outcome, "note": note}, state="resolved",
                      severity=severity, team_id=team_id, patient_id=patient_id)
-    result = get_alert(conn, alert_id)
-    assert result is not None
-    return result
+    return _current(conn, alert_id)
 
 
 def snooze(conn: psycopg.Connection[Any], alert_id: int, *, clinician_id: int,
@@ -195,14 +230,15 @@ def snooze(conn: psycopg.Connection[Any], alert_id: int, *, clinician_id: int,
         state, severity, team_id, patient_id = _lock(conn, alert_id)
         if state not in ACTIVE_STATES:
             raise InvalidTransition(f"alert {alert_id} is {state}; it cannot be snoozed")
+        if _is_retry(conn, alert_id, ("snoozed",), clinician_id=clinician_id, at=at,
+                     same={"note": note}, near={"until": until}):
+            return _current(conn, alert_id)
         conn.execute("UPDATE alert SET snoozed_until = %s, updated_at = %s WHERE id = %s",
                      (until, at, alert_id))
         record_event(conn, alert_id, "snoozed", at=at, clinician_id=clinician_id,
                      detail={"until": until.isoformat(), "note": note}, state=state,
                      severity=severity, team_id=team_id, patient_id=patient_id)
-    result = get_alert(conn, alert_id)
-    assert result is not None
-    return result
+    return _current(conn, alert_id)
 
 
 def add_note(conn: psycopg.Connection[Any], alert_id: int, *, clinician_id: int, text: str,
@@ -212,9 +248,10 @@ def add_note(conn: psycopg.Connection[Any], alert_id: int, *, clinician_id: int,
     at = _now(now)
     with conn.transaction():
         state, severity, team_id, patient_id = _lock(conn, alert_id)
+        if _is_retry(conn, alert_id, ("note",), clinician_id=clinician_id, at=at,
+                     same={"text": text}):
+            return _current(conn, alert_id)
         record_event(conn, alert_id, "note", at=at, clinician_id=clinician_id,
                      detail={"text": text}, state=state, severity=severity, team_id=team_id,
                      patient_id=patient_id)
-    result = get_alert(conn, alert_id)
-    assert result is not None
-    return result
+    return _current(conn, alert_id)

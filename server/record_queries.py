@@ -19,6 +19,7 @@ from psycopg.rows import dict_row
 from alerts.model import Rule
 from alerts.news2 import score as news2_score
 from alerts.ruleset import load_ruleset
+from alerts.store import RETRY_WINDOW
 from homeward.kinds import Kind
 from server.access import Scope, patient_condition
 
@@ -347,6 +348,13 @@ def add_note(conn: Conn, scope: Scope, patient_id: int, text: str,
              team_id: str | None) -> dict[str, Any]:
     team = team_id if team_id in scope.team_ids else next(iter(scope.team_ids), None)
     with conn.cursor(row_factory=dict_row) as cur:
+        retried = cur.execute(  # the same note sent again (a retry) is not a second note
+            "SELECT id, at, team_id, text FROM patient_note WHERE patient_id = %s"
+            " AND clinician_id = %s AND text = %s AND at > now() - %s"
+            " ORDER BY id DESC LIMIT 1",
+            (patient_id, scope.clinician_id, text, RETRY_WINDOW)).fetchone()
+        if retried is not None:
+            return _jsonable({**retried, "author": scope.display_name})  # type: ignore[no-any-return]
         row = cur.execute(
             "INSERT INTO patient_note (patient_id, clinician_id, team_id, text)"
             " VALUES (%s, %s, %s, %s) RETURNING id, at, team_id, text",
