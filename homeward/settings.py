@@ -40,6 +40,18 @@ class Settings(BaseSettings):
     ingest_batch_readings: int = Field(default=5000, ge=1)
     #: How long a batch may wait to fill before it is written (ms).
     ingest_batch_ms: int = Field(default=20, ge=0)
+    #: A reading taken longer ago than this is quarantined (homeward.wire.MAX_READING_AGE:
+    #: a year-long backlog drains, a device clock at 0001-01-01 or 1970 does not).
+    ingest_max_reading_age_days: int = Field(default=400, ge=1)
+    #: Distinct UTC days one message may span, else it is refused whole
+    #: (homeward.wire.MAX_DAYS_PER_MESSAGE: the lock arithmetic for 1-day chunks).
+    ingest_max_days_per_message: int = Field(default=32, ge=1)
+    #: Rejects kept in full per hub and hour; beyond either bound they are counted in
+    #: quarantine_hourly and only 1 in ``ingest_quarantine_sample_every`` is kept, as a
+    #: short preview (server.ingest_writer).
+    ingest_quarantine_per_hub_hour: int = Field(default=1000, ge=0)
+    ingest_quarantine_bytes_per_hub_hour: int = Field(default=8 * 1024 * 1024, ge=0)
+    ingest_quarantine_sample_every: int = Field(default=100, ge=1)
 
     # HTTP API and dashboard
     api_host: str = "127.0.0.1"

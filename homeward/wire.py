@@ -5,6 +5,12 @@ its MQTT username.  A readings payload is one reading object or a JSON array
 of them.  :func:`decode_readings` never raises on bad input: it splits a
 payload into valid readings and rejects (with the reason), so that one bad
 item in a batch costs only itself.
+
+The format is strict (docs/wire-format.md): values are JSON numbers, never
+strings or booleans; ``v`` is the number 1; ``taken_at`` is an RFC 3339
+string with a zone, never an epoch number; a time outside the receiver's
+bounds (:class:`ReadingBounds`) or one that overflows is a reject of that
+item, so nothing PostgreSQL could refuse ever reaches it.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     ValidationError,
     field_serializer,
     field_validator,
@@ -44,6 +51,29 @@ MAX_FUTURE_SKEW = timedelta(minutes=10)
 MAX_BATCH = 5000
 #: Bound on any payload we agree to parse (bytes).
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
+#: A reading taken longer ago than this is refused.  400 days lets a hub that
+#: was away (or offline) for a whole year drain its backlog, with a month to
+#: spare; anything older is a wrong device clock (0001-01-01, 1970-01-01, a
+#: cuff reset to 2005), not a measurement anyone will act on.
+MAX_READING_AGE = timedelta(days=400)
+#: One message may span at most this many distinct UTC days.  With TimescaleDB
+#: each day of ``reading`` is a chunk (0002_timescale.sql, 1-day chunks) and an
+#: INSERT takes a lock on each chunk it touches and on each of its 3 indexes:
+#: 4 locks a chunk, so a message at the limit needs about 4 x 32 = 128 of the
+#: 64 x (100 + 0) = 6,400 lock slots of a default server
+#: (max_locks_per_transaction x (max_connections + max_prepared_transactions)),
+#: 2%, where 5,000 days needed 20,000 and stopped the ingest.  A hub sends its
+#: outbox oldest first in batches of 500 (edge/settings.py): even a patient
+#: taking only a daily weight spans 500 days only after 500 days away, which the
+#: age bound refuses anyway; 6 readings a day span 84 days.  So 32 is kept for
+#: the edge's batches of a month, and the edge splits nothing: a message over
+#: the limit is refused whole (each item quarantined with the reason, and named
+#: in the stored-ack so the hub stops sending it).
+MAX_DAYS_PER_MESSAGE = 32
+#: RFC 3339 section 5.6 ``date-time``: full date, ``T``, full time, fraction
+#: optional, and a zone that is ``Z`` or a numeric offset (never absent).
+_rfc3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+                      r"([Zz]|[+-][0-9]{2}:[0-9]{2})").fullmatch
 
 HubId = Annotated[str, Field(pattern=HUB_ID_PATTERN)]
 
@@ -92,19 +122,36 @@ class Reading(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    v: Literal[1] = 1
+    #: The number 1: strict, so ``true`` (which Python takes for 1) and ``1.0`` are refused.
+    v: Annotated[int, Strict(), Field(ge=WIRE_VERSION, le=WIRE_VERSION)] = WIRE_VERSION
     id: uuid.UUID
     kind: Kind
     taken_at: AwareDatetime
     device: Annotated[str, Field(min_length=1, max_length=64)]
-    values: dict[str, float]
+    #: Strict: a JSON number (an int is a float), never ``"150"`` nor ``true``.
+    values: dict[str, Annotated[float, Strict()]]
     flags: tuple[Annotated[str, Field(min_length=1, max_length=64)], ...] = ()
     raw: Annotated[str, Field(pattern=r"^([0-9a-fA-F]{2}){1,64}$")] | None = None
+
+    @field_validator("taken_at", mode="before")
+    @classmethod
+    def _rfc3339(cls, value: Any) -> Any:
+        """An RFC 3339 string with a zone; a datetime when built in Python (the edge).
+
+        pydantic alone would take an epoch number (or a string of digits) and a
+        space for the ``T``."""
+        if (type(value) is str and _rfc3339(value) is not None) or isinstance(value, datetime):
+            return value
+        raise ValueError("taken_at must be an RFC 3339 date-time string with a timezone "
+                         "(Z or an offset), e.g. 2026-11-22T08:00:00Z")
 
     @field_validator("taken_at")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00:00+01:00 is in year 0 in UTC
+            raise ValueError("taken_at is out of range in UTC") from None
 
     @model_validator(mode="after")
     def _plausible(self) -> Reading:
@@ -144,6 +191,22 @@ def new_reading_id() -> uuid.UUID:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadingBounds:
+    """The times a receiver accepts in one message (``now`` is its clock).
+
+    Settings ``HOMEWARD_INGEST_MAX_READING_AGE_DAYS`` and
+    ``HOMEWARD_INGEST_MAX_DAYS_PER_MESSAGE`` set the first two on the server.
+    """
+
+    max_age: timedelta = MAX_READING_AGE
+    max_days_per_message: int = MAX_DAYS_PER_MESSAGE
+    max_future_skew: timedelta = MAX_FUTURE_SKEW
+
+
+DEFAULT_BOUNDS = ReadingBounds()
+
+
+@dataclass(frozen=True, slots=True)
 class Reject:
     """An item of a payload that is not a valid reading, and why."""
 
@@ -166,11 +229,13 @@ def _reason(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def decode_readings(payload: bytes, *, now: datetime | None = None) -> DecodedPayload:
+def decode_readings(payload: bytes, *, now: datetime | None = None,
+                    bounds: ReadingBounds = DEFAULT_BOUNDS) -> DecodedPayload:
     """Decode a readings payload; never raises on bad input.
 
-    ``now`` (timezone-aware) enables the future-skew check; pass the
-    receiver's clock.
+    ``now`` (timezone-aware) is the receiver's clock: with it, ``taken_at`` must
+    lie within ``bounds`` (no older than ``max_age``, no further ahead than
+    ``max_future_skew``).  Without it only the per-message days limit applies.
     """
     if len(payload) > MAX_PAYLOAD_BYTES:
         return DecodedPayload([], [Reject(None, f"payload of {len(payload)} bytes exceeds "
@@ -190,8 +255,11 @@ def decode_readings(payload: bytes, *, now: datetime | None = None) -> DecodedPa
     else:
         return DecodedPayload([], [Reject(None, "payload must be a JSON object or array", doc)])
     readings: list[Reading] = []
+    where_of: list[int | None] = []
     rejects: list[Reject] = []
-    limit = None if now is None else now + MAX_FUTURE_SKEW
+    latest = oldest = None
+    if now is not None:
+        latest, oldest = now + bounds.max_future_skew, now - bounds.max_age
     for index, item in enumerate(items):
         where = index if batch else None
         try:
@@ -199,11 +267,30 @@ def decode_readings(payload: bytes, *, now: datetime | None = None) -> DecodedPa
         except ValidationError as err:
             rejects.append(Reject(where, _reason(err), item))
             continue
-        if limit is not None and reading.taken_at > limit:
+        except Exception as err:  # a validator bug must not stop the reader
+            rejects.append(Reject(where, f"invalid reading: {err!r}", item))
+            continue
+        if latest is not None and reading.taken_at > latest:
             rejects.append(Reject(where, f"taken_at {format_time(reading.taken_at)} is in the "
                                          f"future (receiver clock {format_time(now)})", item))  # type: ignore[arg-type]
             continue
+        if oldest is not None and reading.taken_at < oldest:
+            rejects.append(Reject(where, f"taken_at {format_time(reading.taken_at)} is older "
+                                         f"than the {bounds.max_age.days}-day limit "
+                                         f"(receiver clock {format_time(now)})", item))  # type: ignore[arg-type]
+            continue
         readings.append(reading)
+        where_of.append(where)
+    if len(readings) > 1:
+        days = {r.taken_at.date() for r in readings}  # taken_at is in UTC
+        if len(days) > bounds.max_days_per_message:
+            reason = (f"message spans {len(days)} distinct UTC days, more than the "
+                      f"{bounds.max_days_per_message} one message may carry (send a long "
+                      f"backlog in batches of fewer days)")
+            rejects += [Reject(where, reason, items[where or 0])
+                        for where in where_of]
+            rejects.sort(key=lambda r: r.index or 0)
+            readings = []
     return DecodedPayload(readings, rejects)
 
 

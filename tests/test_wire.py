@@ -14,11 +14,14 @@ from hypothesis import strategies as st
 from homeward.kinds import METRICS, Kind
 from homeward.wire import (
     MAX_BATCH,
+    MAX_DAYS_PER_MESSAGE,
     HubConfig,
     HubStatus,
     Reading,
+    ReadingBounds,
     decode_readings,
     encode_readings,
+    format_time,
     new_reading_id,
     parse_topic,
     readings_topic,
@@ -173,3 +176,108 @@ def test_reading_ids_are_time_ordered_uuid7() -> None:
     assert first.version == 7 and first.variant == uuid.RFC_4122
     assert first < second  # a later millisecond sorts later: the PK index appends
     assert len({new_reading_id() for _ in range(10_000)}) == 10_000
+
+
+# -- a strict wire format (issue 7) ------------------------------------------------------
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+def _one_reject(item: dict[str, object], *, now: datetime | None = NOW) -> str:
+    decoded = decode_readings(orjson.dumps(item), now=now)
+    assert decoded.readings == [], f"{item} was accepted"
+    (reject,) = decoded.rejects
+    return reject.reason
+
+
+@pytest.mark.parametrize("values", [
+    {"systolic": "150", "diastolic": 82},
+    {"systolic": 128, "diastolic": "82"},
+    {"systolic": "1.5e2", "diastolic": 82},
+])
+def test_numbers_sent_as_strings_are_rejected(values: dict[str, object]) -> None:
+    assert "valid number" in _one_reject(_reading(values=values))
+
+
+@pytest.mark.parametrize(("changes", "reason"), [
+    ({"values": {"spo2": True, "pulse_rate": 70}, "kind": "spo2"}, "valid number"),
+    ({"values": {"spo2": 97, "pulse_rate": 70, "perfusion_index": True}, "kind": "spo2"},
+     "valid number"),  # the old code stored 1.0
+    ({"v": True}, "v"),
+    ({"v": 1.0}, "v"),
+])
+def test_booleans_are_not_numbers(changes: dict[str, object], reason: str) -> None:
+    assert reason in _one_reject(_reading(**changes))
+
+
+@pytest.mark.parametrize("taken_at", [
+    1_795_000_000,            # an integer epoch
+    1_795_000_000.5,          # a float epoch
+    "1795000000",             # an epoch as a string of digits
+    "2026-11-22 08:00:00Z",   # a space for the T
+    "2026-11-22T08:00Z",      # no seconds
+    "2026-11-22",             # a date
+    "2026-11-22T08:00:00",    # naive: no zone
+    None,
+])
+def test_integer_epoch_taken_at_is_rejected(taken_at: object) -> None:
+    assert "RFC 3339" in _one_reject(_reading(taken_at=taken_at))
+
+
+@pytest.mark.parametrize("taken_at", ["2026-11-22T08:00:00Z", "2026-11-22t08:00:00z",
+                                      "2026-11-22T08:00:00.123456+05:30",
+                                      "2026-11-22T08:00:00-00:00"])
+def test_rfc_3339_times_with_a_zone_are_accepted(taken_at: str) -> None:
+    assert decode_readings(orjson.dumps(_reading(taken_at=taken_at)), now=NOW).readings
+
+
+@pytest.mark.parametrize(("age", "accepted"), [
+    (timedelta(days=399, hours=23), True),  # a year-long backlog drains
+    (timedelta(days=400, minutes=1), False),
+    (timedelta(days=365 * 20), False),
+])
+def test_taken_at_before_the_lower_bound_is_quarantined_with_a_reason(
+        age: timedelta, accepted: bool) -> None:
+    item = _reading(taken_at=format_time(NOW - age))
+    decoded = decode_readings(orjson.dumps(item), now=NOW)
+    assert bool(decoded.readings) is accepted
+    if not accepted:
+        assert "older than the 400-day limit" in decoded.rejects[0].reason
+    tighter = ReadingBounds(max_age=timedelta(days=30))
+    assert not decode_readings(orjson.dumps(item), now=NOW, bounds=tighter).readings
+
+
+@pytest.mark.parametrize("taken_at", ["0001-01-01T00:00:00Z", "1970-01-01T00:00:00Z"])
+def test_0001_01_01_is_refused(taken_at: str) -> None:
+    assert "older than" in _one_reject(_reading(taken_at=taken_at))
+
+
+@pytest.mark.parametrize("taken_at", [
+    "0001-01-01T00:00:00+01:00",   # year 0 in UTC: Python raised OverflowError
+    "9999-12-31T23:59:59-01:00",   # year 10000 in UTC
+    "10000-01-01T00:00:00Z",
+    "2026-02-30T08:00:00Z",
+])
+def test_a_time_that_overflows_is_an_item_reject_and_the_rest_of_the_batch_is_kept(
+        taken_at: str) -> None:
+    good = _reading(taken_at="2026-11-22T08:00:00Z")
+    for now in (NOW, None):  # with or without the receiver's clock: never raises
+        decoded = decode_readings(orjson.dumps([good, _reading(taken_at=taken_at)]), now=now)
+        assert [str(r.id) for r in decoded.readings] == [good["id"]]
+        assert [r.index for r in decoded.rejects] == [1]
+
+
+def test_a_message_over_the_distinct_days_limit_is_refused_whole_with_a_reason() -> None:
+    day = timedelta(days=1)
+    at_limit = [_reading(taken_at=format_time(NOW - n * day)) for n in range(MAX_DAYS_PER_MESSAGE)]
+    assert len(decode_readings(orjson.dumps(at_limit), now=NOW).readings) == MAX_DAYS_PER_MESSAGE
+    same_day = [_reading(taken_at=format_time(NOW - timedelta(minutes=n))) for n in range(600)]
+    assert len(decode_readings(orjson.dumps(same_day), now=NOW).readings) == 600
+    over = [*at_limit, _reading(taken_at=format_time(NOW - MAX_DAYS_PER_MESSAGE * day)),
+            {"not": "a reading"}]
+    decoded = decode_readings(orjson.dumps(over), now=NOW)
+    assert decoded.readings == []
+    assert [r.index for r in decoded.rejects] == list(range(len(over)))
+    assert all("distinct UTC days" in r.reason for r in decoded.rejects[:-1])
+    assert decoded.rejects[-1].item == {"not": "a reading"}  # its own reason stays
+    assert [r.item["id"] for r in decoded.rejects[:-1]] == [i["id"] for i in over[:-1]]
