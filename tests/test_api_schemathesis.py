@@ -1,0 +1,59 @@
+"""schemathesis, with all its checks, against the API served by uvicorn on a real database.
+
+Every operation in /openapi.json is generated against (positive and negative
+data, the coverage and fuzzing phases), as the organisation's admin so that no
+route is out of reach.  The assertion is the one issue 7 asks for: no 5xx
+server error on any route, and no request the server failed to answer.  The
+other checks run too and are printed, so their count is visible in the test
+output (issue 11 makes them zero).
+
+The event stream is left out: it never ends, so a generated request would
+only time out; tests/test_api_limits.py covers it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from homeward.settings import Settings
+from stack.services import MosquittoServer
+from tests.api_support import running_api, seed_world
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ST = Path(sys.executable).with_name("st")
+#: Test cases per operation and phase, small enough for ~40 s.  25 missed the NUL in
+#: ``team`` that made the old GET /api/alerts answer 500; 80 finds it (seed 7).
+MAX_EXAMPLES = 80
+SEED = 7  # a fixed seed: a failure found is found again
+
+
+def test_schemathesis_with_all_checks_finds_no_server_error(
+        db_url: str, mosquitto: MosquittoServer, tmp_path: Path) -> None:
+    world = seed_world(db_url)
+    report = tmp_path / "schemathesis.json"
+    with running_api(Settings(database_url=db_url, mqtt_port=mosquitto.port)) as base:
+        run = subprocess.run(
+            [str(ST), "run", f"{base}/openapi.json", "--checks", "all",
+             "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED),
+             "--header", f"Authorization: Bearer {world.admin_token}",
+             "--exclude-path", "/api/alerts/stream", "--request-timeout", "10",
+             "--workers", "1", "--report", "json", "--report-json-path", str(report)],
+            capture_output=True, text=True, timeout=240, check=False)
+    assert report.exists(), run.stdout[-3000:] + run.stderr[-3000:]
+    result = orjson.loads(report.read_bytes())
+    failures = result["failures"]
+    print("\n".join(f"{f['code']} {f['title']}: {f['count']} in {', '.join(f['operations'])}"
+                    for f in failures) or "no failures of any check")
+
+    operations = result["operations"]
+    assert operations["tested"] == operations["selected"] > 0, operations
+    assert result["test_cases"]["generated"] > 10 * operations["tested"]
+    server_errors = [f for f in failures if f["type"] == "ServerError"]
+    assert server_errors == [], run.stdout[-6000:]
+    assert result["errors"] == [], run.stdout[-6000:]  # e.g. a connection dropped mid-answer
