@@ -11,6 +11,7 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -21,6 +22,7 @@ from server.api.deps import Problem
 from server.api.limits import BodySizeLimit, validation_error
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
+STATIC_DIR = Path(__file__).parent / "static"
 
 
 def create_app(settings: Settings | None = None, *, pool_max_size: int = 10) -> FastAPI:
@@ -57,6 +59,7 @@ def create_app(settings: Settings | None = None, *, pool_max_size: int = 10) -> 
     app.add_middleware(BodySizeLimit, max_bytes=s.api_max_body_bytes)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.state.templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
     from alerts.store import AlertNotFound, InvalidTransition, UnknownOutcome
 
@@ -84,6 +87,7 @@ def create_app(settings: Settings | None = None, *, pool_max_size: int = 10) -> 
         dashboard,
         health,
         hubs,
+        pages,
         patients,
         quarantine,
         record,
@@ -97,6 +101,7 @@ def create_app(settings: Settings | None = None, *, pool_max_size: int = 10) -> 
     app.include_router(quarantine.router)
     app.include_router(hubs.router)
     app.include_router(dashboard.router)
+    app.include_router(pages.router)
     return app
 
 

@@ -1,0 +1,320 @@
+"""The care-team dashboard in a real browser (headless Chromium, Playwright), issue 8.
+
+One seeded clinic and one API server for the module: two nurses on different teams
+whose caseloads overlap in one shared patient, and an admin.  Nurse A sees only her
+teams' alerts, acknowledges the shared patient's alert in the queue, and nurse B's
+queue (another browser context) shows it live while B is typing a note; the patient
+page draws the readings with the patient's own thresholds; axe-core finds no serious
+or critical violation on any page.  Screenshots go to /tmp/shots.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+import pytest
+from axe_playwright_python.sync_playwright import Axe
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+from alerts.lifecycle import apply_finding
+from alerts.model import Finding, Severity, WindowReading
+from alerts.ruleset import load_ruleset
+from alerts.settings_store import set_patient_rule
+from homeward.settings import Settings
+from server import admin
+from tests.api_support import running_api
+from tests.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+PASSWORD = "a long enough test password"
+SHOTS = Path("/tmp/shots")
+DESKTOP = {"width": 1280, "height": 800}
+TABLET = {"width": 768, "height": 1024}
+
+
+@dataclass
+class Clinic:
+    url: str
+    dora: int      # district nursing only
+    harry: int     # heart failure only
+    sam: int       # both teams: the shared patient
+    dora_alert: int
+    harry_alert: int
+    sam_alert: int
+
+
+def _reading(conn: psycopg.Connection[Any], patient: int, hub: str, device: str, kind: str,
+             at: datetime, values: dict[str, float]) -> WindowReading:
+    row = conn.execute(
+        'INSERT INTO reading (id, taken_at, kind, hub_id, patient_id, device, "values",'
+        " received_at) VALUES (gen_random_uuid(), %s, %s, %s, %s, %s, %s, now())"
+        " RETURNING id::text", (at, kind, hub, patient, device,
+                                orjson.dumps(values).decode())).fetchone()
+    assert row is not None
+    return WindowReading(row[0], kind, at, values)
+
+
+def _open_alert(conn: psycopg.Connection[Any], patient: int, rule_id: str, team: str,
+                severity: Severity, summary: str, readings: list[WindowReading],
+                at: datetime) -> int:
+    rule = load_ruleset().by_id()[rule_id]
+    with conn.transaction():
+        change = apply_finding(conn, patient_id=patient, rule=rule, at=at, team_id=team,
+                               finding=Finding(True, severity, summary, tuple(readings)))
+        assert change is not None
+        conn.execute("UPDATE alert SET next_escalation_at = %s WHERE id = %s",
+                     (datetime.now(UTC) + timedelta(minutes=45), change.alert_id))
+    return change.alert_id
+
+
+def seed_clinic(url: str) -> Clinic:
+    now = datetime.now(UTC)
+    with psycopg.connect(url, autocommit=True) as conn:
+        org = admin.create_organisation(conn, name="Riverside Community Trust")
+        admin.create_team(conn, team_id="district-nursing", organisation_id=org,
+                          name="District Nursing", kind="district_nursing")
+        admin.create_team(conn, team_id="heart-failure", organisation_id=org,
+                          name="Heart Failure", kind="heart_failure")
+        admin.create_clinician(conn, username="anna", display_name="Anna Ahmed",
+                               teams=["district-nursing"], password=PASSWORD)
+        admin.create_clinician(conn, username="ben", display_name="Ben Brown",
+                               teams=["heart-failure"], password=PASSWORD)
+        admin.create_clinician(conn, username="ada", display_name="Ada Admin", role="admin",
+                               teams=["district-nursing"], password=PASSWORD)
+        dora = admin.create_patient(conn, display_name="Dora District", nhs_number="9434765919",
+                                    teams=["district-nursing"])
+        harry = admin.create_patient(conn, display_name="Harry Heart", nhs_number="9434765870",
+                                     teams=["heart-failure"])
+        sam = admin.create_patient(conn, display_name="Sam Shared", nhs_number="9434765828",
+                                   teams=["district-nursing", "heart-failure"])
+        conn.execute("UPDATE patient SET date_of_birth = '1948-05-17' WHERE id = %s", (sam,))
+        for hub, patient, address, kind in [("hub-dora", dora, "C4:7C:8D:00:00:01",
+                                             "blood_pressure"),
+                                            ("hub-harry", harry, "C4:7C:8D:00:00:02", "weight"),
+                                            ("hub-sam", sam, "C4:7C:8D:00:00:03", "spo2")]:
+            admin.create_hub(conn, hub_id=hub)
+            admin.enrol(conn, hub_id=hub, patient_id=patient, valid_from=now - timedelta(days=30))
+            admin.pair_device(conn, hub_id=hub, address=address, kind=kind)
+        status = {"state": "online", "agent": "0.9.0", "outbox_depth": 3,
+                  "devices": [{"address": "C4:7C:8D:00:00:03", "kind": "spo2", "battery": 14,
+                               "connected": True}]}
+        conn.execute("UPDATE hub SET state = 'online', last_status = %s::jsonb,"
+                     " last_status_at = %s, last_seen_at = %s WHERE id = 'hub-sam'",
+                     (orjson.dumps(status).decode(), now - timedelta(minutes=5),
+                      now - timedelta(minutes=2)))
+        conn.execute("UPDATE hub SET state = 'offline', last_seen_at = %s WHERE id = 'hub-harry'",
+                     (now - timedelta(hours=7),))
+        # Sam: a week of oximetry three times a day, the last one low.
+        sam_readings = [_reading(conn, sam, "hub-sam", "C4:7C:8D:00:00:03", "spo2",
+                                 now - timedelta(hours=8 * i + 1),
+                                 {"spo2": 93 + (i % 4), "pulse_rate": 70 + i % 9})
+                        for i in range(21, 0, -1)]
+        sam_readings.append(_reading(conn, sam, "hub-sam", "C4:7C:8D:00:00:03", "spo2",
+                                     now - timedelta(minutes=20), {"spo2": 87, "pulse_rate": 96}))
+        # Sam's own limits (COPD): amber at 90 %, red at 88 %, instead of 94/92.
+        set_patient_rule(conn, patient_id=sam, rule_id="spo2_low", set_by=None,
+                         valid_from=now - timedelta(days=10), note="COPD baseline 90-92 %",
+                         params={"levels": {"amber": {"metric": "spo2", "op": "<=", "value": 90},
+                                            "red": {"metric": "spo2", "op": "<=", "value": 88}}})
+        sam_alert = _open_alert(conn, sam, "spo2_low", "district-nursing", Severity.RED,
+                                "SpO2 87 % (red)", sam_readings[-1:], now - timedelta(minutes=19))
+        bp = _reading(conn, dora, "hub-dora", "C4:7C:8D:00:00:01", "blood_pressure",
+                      now - timedelta(hours=2),
+                      {"systolic": 192, "diastolic": 110, "mean_arterial": 137, "pulse_rate": 71})
+        dora_alert = _open_alert(conn, dora, "bp_severe", "district-nursing", Severity.RED,
+                                 "Severe hypertension 192/110", [bp], now - timedelta(hours=2))
+        weights = [_reading(conn, harry, "hub-harry", "C4:7C:8D:00:00:02", "weight",
+                            now - timedelta(days=d, hours=9), {"body_weight": w})
+                   for d, w in [(3, 81.0), (2, 81.9), (1, 83.4)]]
+        harry_alert = _open_alert(conn, harry, "hf_weight_change", "heart-failure",
+                                  Severity.AMBER, "Weight up 2.4 kg in 3 days", weights,
+                                  now - timedelta(days=1, hours=9))
+    return Clinic(url, dora, harry, sam, dora_alert, harry_alert, sam_alert)
+
+
+@pytest.fixture(scope="module")
+def clinic(postgres_server: Any) -> Iterator[tuple[Clinic, str]]:
+    from tests.conftest import _TEMPLATE
+
+    url = postgres_server.create_database(f"dash{id(postgres_server)}", template=_TEMPLATE)
+    world = seed_clinic(url)
+    with running_api(Settings(database_url=url)) as base:
+        yield world, base
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert Path(CHROMIUM).exists(), "Chromium is missing: run ./scripts/setup --dev"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def _signed_in(browser: Browser, base: str, username: str,
+               viewport: dict[str, int] = DESKTOP) -> tuple[BrowserContext, Page]:
+    context = browser.new_context(viewport=viewport, timezone_id="Europe/London",
+                                  locale="en-GB")
+    page = context.new_page()
+    page.goto(base + "/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/(queue)?$"))
+    return context, page
+
+
+def _shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_nurse_a_sees_only_her_teams_alerts_and_patients(browser: Browser,
+                                                         clinic: tuple[Clinic, str]) -> None:
+    world, base = clinic
+    context, page = _signed_in(browser, base, "anna")
+    try:
+        page.goto(base + "/queue")
+        rows = page.locator("#alerts tbody tr[data-alert-id]")
+        expect(rows).to_have_count(2)
+        ids = [int(r.get_attribute("data-alert-id") or 0) for r in rows.all()]
+        # attention order: both red; the oldest unacknowledged first
+        assert ids == [world.dora_alert, world.sam_alert]
+        expect(page.locator("#counts [data-severity=red]")).to_have_text("2")
+        expect(page.locator("#counts [data-severity=amber]")).to_have_text("0")
+        expect(page.locator("#alerts")).not_to_contain_text("Harry Heart")
+        first = page.locator(f"#alert-{world.dora_alert}")
+        expect(first).to_contain_text("192/110 mmHg")
+        expect(first).to_contain_text("2 h ago")
+        exact = re.compile(r"\d\d:\d\d:\d\d (GMT|BST)")
+        expect(first.locator("time").first).to_have_attribute("title", exact)
+        expect(first).to_contain_text(re.compile(r"escalates in \d+ min"))
+
+        page.goto(base + "/caseload")
+        names = page.locator("#caseload tbody tr[data-patient-id] td:nth-child(2) a")
+        expect(names).to_have_text(["Dora District", "Sam Shared"], ignore_case=False)
+
+        for path in (f"/patients/{world.harry}", f"/alerts/{world.harry_alert}"):
+            response = page.goto(base + path)
+            assert response is not None and response.status == 404, path
+            expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+            expect(page.locator("body")).not_to_contain_text("Harry")
+    finally:
+        context.close()
+
+
+def test_acknowledged_in_one_queue_shows_live_in_another_without_losing_typing(
+        browser: Browser, clinic: tuple[Clinic, str]) -> None:
+    world, base = clinic
+    ctx_b, page_b = _signed_in(browser, base, "ben")
+    ctx_a, page_a = _signed_in(browser, base, "anna")
+    try:
+        page_b.goto(base + "/queue")
+        expect(page_b.locator("#live")).to_have_text("live", timeout=10_000)
+        row_b = page_b.locator(f"#alert-{world.sam_alert}")
+        expect(row_b.locator('[data-col="state"]')).to_contain_text("open")
+        # Ben starts a note on the shared patient's alert and is still typing ...
+        row_b.get_by_text("More actions").click()
+        note_b = row_b.get_by_label("Add a note")
+        note_b.fill("Rang Sam, no answer, trying daughter")
+
+        page_a.goto(base + "/queue")
+        row_a = page_a.locator(f"#alert-{world.sam_alert}")
+        row_a.get_by_role("button", name=re.compile("^Acknowledge")).click()
+        expect(row_a.locator('[data-col="state"]')).to_contain_text("acknowledged by Anna Ahmed")
+
+        # ... Ben's queue shows it without a reload, and his words are still there.
+        expect(row_b.locator('[data-col="state"]')).to_contain_text(
+            "acknowledged by Anna Ahmed", timeout=10_000)
+        expect(row_b.locator('[data-col="next"]')).to_contain_text("re-opens in")
+        expect(note_b).to_have_value("Rang Sam, no answer, trying daughter")
+        expect(note_b).to_be_focused()
+        note_b.press("Enter")
+        expect(row_b.locator(".form-status")).to_have_text("Note added")
+        _shot(page_b, "queue-b-after-live-ack-1280")
+
+        page_b.goto(base + f"/alerts/{world.sam_alert}")
+        history = page_b.locator("ol.history")
+        expect(history).to_contain_text("acknowledged by Anna Ahmed")
+        expect(history).to_contain_text("Rang Sam, no answer, trying daughter")
+    finally:
+        ctx_a.close()
+        ctx_b.close()
+
+
+def test_the_patient_page_draws_the_readings_with_the_patients_own_thresholds(
+        browser: Browser, clinic: tuple[Clinic, str]) -> None:
+    world, base = clinic
+    context, page = _signed_in(browser, base, "anna")
+    try:
+        page.goto(base + f"/patients/{world.sam}?range=7d")
+        expect(page.get_by_role("heading", name="Sam Shared")).to_be_visible()
+        expect(page.locator("dl.facts")).to_contain_text("9434765828")
+        chart = page.locator("figure#chart-spo2")
+        expect(chart.locator("canvas")).to_have_count(1)
+        expect(chart).to_have_attribute("data-thresholds-drawn", "2")
+        expect(chart.locator(".limits")).to_contain_text("red ≤ 88")
+        expect(chart.locator(".limits")).to_contain_text("amber ≤ 90")
+        # 21 of the 22 readings fall within 7 days (the oldest was 169 h ago)
+        assert int(chart.get_attribute("data-points") or 0) == 21
+        drawn = page.evaluate(
+            """() => {
+                const fig = document.querySelector('figure#chart-spo2');
+                const canvas = fig.querySelector('canvas');
+                const ctx = canvas.getContext('2d');
+                const img = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
+                let inked = 0;
+                for (let i = 3; i < img.length; i += 4) if (img[i] > 0) inked++;
+                const lines = JSON.parse(fig.dataset.thresholdPixels).map((p) => {
+                    const px = ctx.getImageData(p.x, p.y, 1, 1).data;
+                    return {severity: p.severity, rgb: [px[0], px[1], px[2]], alpha: px[3]};
+                });
+                return {inked, lines};
+            }""")
+        assert drawn["inked"] > 2000, drawn
+        colours = {line["severity"]: line["rgb"] for line in drawn["lines"]}
+        assert colours == {"red": [0xb3, 0x26, 0x1e], "amber": [0xd8, 0x92, 0x00]}, drawn
+        expect(page.locator("#readings tbody tr")).to_have_count(21)
+        expect(page.locator("#readings tbody tr").first).to_contain_text("87 %")
+        _shot(page, "patient-1280")
+        page.set_viewport_size(TABLET)
+        _shot(page, "patient-768")
+    finally:
+        context.close()
+
+
+PAGES = [("queue", "anna", "/queue"), ("alert", "anna", "/alerts/{dora_alert}"),
+         ("caseload", "anna", "/caseload"), ("patient", "anna", "/patients/{sam}"),
+         ("hubs", "ada", "/hubs")]
+
+
+@pytest.mark.parametrize(("name", "user", "path"), PAGES, ids=[p[0] for p in PAGES])
+def test_no_serious_or_critical_accessibility_violations(
+        browser: Browser, clinic: tuple[Clinic, str], name: str, user: str, path: str) -> None:
+    world, base = clinic
+    context, page = _signed_in(browser, base, user)
+    try:
+        for label, viewport in (("1280", DESKTOP), ("768", TABLET)):
+            page.set_viewport_size(viewport)
+            response = page.goto(base + path.format(**vars(world)))
+            assert response is not None and response.status == 200
+            if name != "queue":  # the queue holds its event stream open: never idle
+                page.wait_for_load_state("networkidle")
+            results = Axe().run(page)
+            bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+                   for v in results.response["violations"]
+                   if v["impact"] in ("serious", "critical")]
+            assert bad == [], f"{name} at {label}: {bad}"
+            _shot(page, f"{name}-{label}")
+    finally:
+        context.close()
