@@ -4,6 +4,10 @@ Each file in ``server/migrations/`` runs once, in its own transaction, and
 is recorded in ``schema_migration`` with its checksum; a file changed after
 it was applied is an error, not a silent drift.  A session-level advisory
 lock makes concurrent migrators (several processes starting at once) safe.
+
+Migrations run as the role that owns the schema; the processes that serve
+(ingest, API, alert engine) may connect as a role with fewer rights, given
+them by :func:`grant_application_role`.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 MIGRATIONS_PACKAGE = "server.migrations"
 _LOCK_KEY = 0x486F6D65  # "Home"
@@ -66,6 +71,28 @@ def migrate(url: str, *, echo: bool = False) -> list[str]:
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return applied_now
+
+
+#: What the application role may do with the schema the migrations made: read and
+#: write rows.  Not: TRUNCATE, REFERENCES, TRIGGER, any DDL (it owns nothing, so it
+#: cannot drop the append-only triggers of the audit tables either).
+_APPLICATION_GRANTS = (
+    "GRANT USAGE ON SCHEMA public TO {role}",
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}",
+    "GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role}",
+    "ALTER DEFAULT PRIVILEGES IN SCHEMA public"
+    " GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {role}",
+    "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {role}",
+    "REVOKE ALL ON schema_migration FROM {role}",
+)
+
+
+def grant_application_role(url: str, role: str) -> None:
+    """Let ``role`` read and write the rows of every table (run after :func:`migrate`,
+    as the owner, at ``url``); tables that later migrations add are granted too."""
+    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+        for statement in _APPLICATION_GRANTS:
+            conn.execute(sql.SQL(statement).format(role=sql.Identifier(role)))
 
 
 def has_timescaledb(conn: psycopg.Connection[object]) -> bool:

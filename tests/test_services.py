@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -63,3 +64,21 @@ def test_broker_restart_keeps_port(mosquitto: MosquittoServer) -> None:
     port = mosquitto.port
     mosquitto.restart()
     assert mosquitto.is_running() and mosquitto.port == port
+
+
+def test_a_cluster_made_without_passwords_requires_them_once_given_one(tmp_path: Path) -> None:
+    """A demo state folder from before passwords: its next start switches it over."""
+    old = PostgresServer(tmp_path / "data", durable=False, timescaledb=False)
+    old.start()
+    old.stop()
+    server = PostgresServer(tmp_path / "data", port=old.port, durable=False, timescaledb=False,
+                            password="s3cret")
+    server.start()
+    try:
+        with psycopg.connect(server.url) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == ("homeward",)
+        without = server.url_for("homeward", None)
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            psycopg.connect(without).close()
+    finally:
+        server.stop()

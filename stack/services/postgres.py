@@ -8,8 +8,10 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
+from psycopg import sql
 
 from stack.services.common import (
     MissingBinaryError,
@@ -53,12 +55,29 @@ def timescaledb_available(bindir: Path) -> bool:
     return (Path(out.stdout.strip()) / "extension" / "timescaledb.control").exists()
 
 
+#: The authentication method of a cluster with passwords (PostgreSQL's strongest).
+SCRAM = "scram-sha-256"
+#: pg_hba.conf of a cluster with passwords: every connection logs in with one.
+PASSWORD_HBA = f"""# homeward: every connection logs in with a password
+local all all {SCRAM}
+host all all 127.0.0.1/32 {SCRAM}
+host all all ::1/128 {SCRAM}
+"""
+
+
 @dataclass
 class PostgresServer:
     """One PostgreSQL cluster in ``data_dir``, listening on 127.0.0.1:``port``.
 
     ``durable=False`` turns fsync off: right for throwaway test clusters,
     wrong for anything whose data you want after a power cut.
+
+    With ``password`` every connection, over TCP or the Unix socket, must log
+    in with a password (scram-sha-256 in pg_hba.conf), and ``user`` (the
+    superuser that owns the database and runs the migrations) has that one; a
+    cluster made before without passwords is switched over on its next start.
+    Without it (the tests' throwaway clusters) local connections are trusted.
+    :meth:`ensure_login_role` adds a role with no rights beyond logging in.
     """
 
     data_dir: Path
@@ -66,6 +85,7 @@ class PostgresServer:
     user: str = "homeward"
     database: str = "homeward"
     durable: bool = True
+    password: str | None = None
     timescaledb: bool | None = None  # None: use it when installed
     bindir: Path = field(default_factory=find_pg_bindir)
 
@@ -79,10 +99,15 @@ class PostgresServer:
     # -- lifecycle -------------------------------------------------------
     @property
     def url(self) -> str:
-        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{self.database}"
+        return self.url_for(self.user, self.password, self.database)
 
     def admin_url(self, database: str = "postgres") -> str:
-        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{database}"
+        return self.url_for(self.user, self.password, database)
+
+    def url_for(self, role: str, password: str | None, database: str | None = None) -> str:
+        """A libpq URL that logs ``role`` in (with ``password``, when given)."""
+        login = quote(role, safe="") + (f":{quote(password, safe='')}" if password else "")
+        return f"postgresql://{login}@127.0.0.1:{self.port}/{database or self.database}"
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
         kwargs: dict[str, object] = {}
@@ -101,12 +126,26 @@ class PostgresServer:
             chown_tree(self.data_dir, self._os_user)
             make_traversable(self.data_dir.parent)
         args = [str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", self.user,
-                "--auth=trust", "-E", "UTF8", "--locale=C"]
+                "-E", "UTF8", "--locale=C"]
+        pwfile = self.data_dir.parent / f".{self.data_dir.name}.pwfile"
+        if self.password is not None:
+            pwfile.write_text(self.password + "\n")
+            pwfile.chmod(0o600)
+            if self._os_user is not None:
+                os.chown(pwfile, self._os_user.pw_uid, self._os_user.pw_gid)
+            args += [f"--pwfile={pwfile}", f"--auth={SCRAM}"]
+        else:
+            args.append("--auth=trust")
         if not self.durable:
             args.append("--no-sync")
-        result = self._run(*args)
+        try:
+            result = self._run(*args)
+        finally:
+            pwfile.unlink(missing_ok=True)
         if result.returncode != 0:
             raise RuntimeError(f"initdb failed:\n{result.stdout}\n{result.stderr}")
+        if self.password is not None:
+            self._write_hba()
         conf = [
             "listen_addresses = '127.0.0.1'",
             f"unix_socket_directories = '{self.data_dir}'",
@@ -135,7 +174,44 @@ class PostgresServer:
         if result.returncode != 0:
             raise RuntimeError(f"PostgreSQL did not start (port {self.port}):\n"
                                f"{result.stdout}{result.stderr}\n{tail(self.log_file)}")
+        if self.password is not None and self._hba_file.read_text() != PASSWORD_HBA:
+            self._require_passwords()
         self._ensure_database()
+
+    # -- authentication --------------------------------------------------
+    @property
+    def _hba_file(self) -> Path:
+        return self.data_dir / "pg_hba.conf"
+
+    def _write_hba(self) -> None:
+        self._hba_file.write_text(PASSWORD_HBA)
+        if self._os_user is not None:
+            os.chown(self._hba_file, self._os_user.pw_uid, self._os_user.pw_gid)
+
+    def _require_passwords(self) -> None:
+        """A cluster made without passwords: give ``user`` its password (still trusted
+        now), then require passwords from everyone and reload."""
+        with psycopg.connect(self.url_for(self.user, None, "postgres"),
+                             autocommit=True) as conn:
+            conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                sql.Identifier(self.user), sql.Literal(self.password)))
+        self._write_hba()
+        result = self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "reload")
+        if result.returncode != 0:
+            raise RuntimeError(f"pg_ctl reload failed:\n{result.stdout}{result.stderr}")
+
+    def ensure_login_role(self, role: str, password: str) -> str:
+        """Create (or update the password of) ``role``: it may log in and nothing more
+        (NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS); grant it
+        what it needs afterwards.  Returns its URL for this cluster's database."""
+        with psycopg.connect(self.admin_url(), autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
+                                  (role,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            conn.execute(sql.SQL(
+                verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION"
+                " NOBYPASSRLS PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+        return self.url_for(role, password)
 
     def _ensure_database(self) -> None:
         with psycopg.connect(self.admin_url(), autocommit=True) as conn:
