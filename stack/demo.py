@@ -16,7 +16,7 @@ import secrets
 import signal
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,35 +44,55 @@ DEMO_PATIENTS = (
 )
 SPARE_PATIENT = "Spare Patient (for testers)"
 CLINICIAN_USERNAME = "nurse"
-SERVER_MQTT_USER = "homeward-server"
+#: The broker makes a client's username its client id (docs/broker.md), so each
+#: server process that talks MQTT has a user of its own.
+INGEST_MQTT_USER = "homeward-ingest"
+API_MQTT_USER = "homeward-api"
+SERVER_MQTT_USERS = (INGEST_MQTT_USER, API_MQTT_USER)
+#: The database role the ingest, API and alert engine connect as: it reads and writes
+#: rows and nothing more.  The migrations run as the owner, PostgresServer.user.
+APP_DB_ROLE = "homeward_app"
+
+
+def _token(length: int) -> str:
+    return secrets.token_urlsafe(length)
 
 
 @dataclass
 class DemoSecrets:
-    """Credentials made on the first run and kept in the state folder (0600)."""
+    """Credentials made on the first run and kept in the state folder (0600).
 
-    server_mqtt_password: str
+    A state folder from an older demo keeps what it has and gains what it lacks.
+    """
+
     clinician_password: str
     api_token: str
+    #: Signs the dashboard's session cookies (HOMEWARD_SECRET_KEY); one per state folder.
+    secret_key: str
+    #: The database owner's (migrations, seed) and the application role's passwords.
+    database_password: str
+    database_app_password: str
+    server_mqtt_passwords: dict[str, str]
     hub_passwords: dict[str, str]
 
     @classmethod
     def load_or_create(cls, path: Path, hub_ids: list[str]) -> DemoSecrets:
-        if path.exists():
-            data = json.loads(path.read_text())
-            found = cls(**data)
-            for hub in hub_ids:
-                found.hub_passwords.setdefault(hub, secrets.token_urlsafe(12))
-        else:
-            found = cls(
-                server_mqtt_password=secrets.token_urlsafe(18),
-                clinician_password=secrets.token_urlsafe(9),
-                api_token=secrets.token_urlsafe(24),
-                hub_passwords={hub: secrets.token_urlsafe(12) for hub in hub_ids},
-            )
+        data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+        known_mqtt: dict[str, str] = data.get("server_mqtt_passwords", {})
+        known_hubs: dict[str, str] = data.get("hub_passwords", {})
+        found = cls(
+            clinician_password=data.get("clinician_password") or _token(9),
+            api_token=data.get("api_token") or _token(24),
+            secret_key=data.get("secret_key") or _token(32),
+            database_password=data.get("database_password") or _token(18),
+            database_app_password=data.get("database_app_password") or _token(18),
+            server_mqtt_passwords={user: known_mqtt.get(user) or _token(18)
+                                   for user in SERVER_MQTT_USERS},
+            hub_passwords={**known_hubs,
+                           **{hub: _token(12) for hub in hub_ids if hub not in known_hubs}},
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(found.__dict__, indent=2))
-        path.chmod(0o600)
+        write_private_json(path, asdict(found))
         return found
 
 
@@ -98,7 +118,8 @@ def register(app: typer.Typer) -> None:
     def demo(
         state_dir: Path = typer.Option(Path(".homeward"), envvar="HOMEWARD_STATE_DIR",
                                        help="Where the demo keeps its database, broker and logs."),
-        api_port: int = typer.Option(8000, help="Port of the dashboard and API."),
+        api_port: int = typer.Option(8000, envvar="HOMEWARD_API_PORT",
+                                     help="Port of the dashboard and API."),
         homes: int = typer.Option(len(DEMO_PATIENTS), min=1, max=len(DEMO_PATIENTS),
                                   help="Number of simulated homes."),
         interval: float = typer.Option(5.0, min=0.5,
@@ -119,11 +140,15 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(code)
 
 
-def write_demo_json(path: Path, info: dict[str, Any]) -> None:
+def write_private_json(path: Path, info: dict[str, Any]) -> None:
+    """Write ``info`` to ``path`` readable by its owner only (0600 from the first byte)."""
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(info, indent=2) + "\n")
-    tmp.chmod(0o600)
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps(info, indent=2) + "\n")
     os.replace(tmp, path)
+
 
 
 def install_stop_handlers() -> dict[str, bool]:

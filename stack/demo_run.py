@@ -17,13 +17,16 @@ from rich.table import Table
 
 from homeward.wire import readings_topic
 from stack.demo import (
+    API_MQTT_USER,
+    APP_DB_ROLE,
     CLINICIAN_USERNAME,
     DEMO_ORGANISATION,
     DEMO_PATIENTS,
     DEMO_TEAMS,
+    INGEST_MQTT_USER,
     OUT_OF_HOURS_TEAM,
     ROTA_DAYS,
-    SERVER_MQTT_USER,
+    SERVER_MQTT_USERS,
     SPARE_HUB,
     SPARE_PATIENT,
     DemoSecrets,
@@ -31,7 +34,7 @@ from stack.demo import (
     install_stop_handlers,
     port_is_free,
     wait_until,
-    write_demo_json,
+    write_private_json,
 )
 from stack.services import MosquittoServer, PostgresServer
 from stack.services.mosquitto import default_acl
@@ -135,40 +138,45 @@ def run_demo(*, state_dir: Path, api_port: int, homes: int, interval: float, res
     secrets = DemoSecrets.load_or_create(state_dir / "secrets.json", [*hubs, SPARE_HUB])
     stop = install_stop_handlers()
 
-    pg = PostgresServer(state_dir / "postgres")
+    pg = PostgresServer(state_dir / "postgres", password=secrets.database_password)
     broker = MosquittoServer(
         state_dir / "mosquitto",
-        users={SERVER_MQTT_USER: secrets.server_mqtt_password, **secrets.hub_passwords},
-        acl=default_acl((SERVER_MQTT_USER,)),
+        users={**secrets.server_mqtt_passwords, **secrets.hub_passwords},
+        acl=default_acl(SERVER_MQTT_USERS),
     )
     children = Supervisor()
     started = time.monotonic()
     try:
         with console.status("starting PostgreSQL ..."):
             pg.start()
-        console.print(f"PostgreSQL {pg.url} (TimescaleDB: {'yes' if pg.timescaledb else 'no'})")
+        console.print(f"PostgreSQL 127.0.0.1:{pg.port}, passwords required"
+                      f" (TimescaleDB: {'yes' if pg.timescaledb else 'no'})")
         with console.status("starting Mosquitto ..."):
             broker.start()
         console.print(f"Mosquitto 127.0.0.1:{broker.port}")
-        from server.migrate import migrate
+        from server.migrate import grant_application_role, migrate
 
         applied = migrate(pg.url)
         console.print(f"schema: {len(applied)} migration(s) applied")
+        app_url = pg.ensure_login_role(APP_DB_ROLE, secrets.database_app_password)
+        grant_application_role(pg.url, APP_DB_ROLE)
         with psycopg.connect(pg.url) as conn:
             patients = seed(conn, secrets, homes)
 
         env = {
-            "HOMEWARD_DATABASE_URL": pg.url,
+            "HOMEWARD_DATABASE_URL": app_url,
             "HOMEWARD_MQTT_HOST": "127.0.0.1",
             "HOMEWARD_MQTT_PORT": str(broker.port),
-            "HOMEWARD_MQTT_USERNAME": SERVER_MQTT_USER,
-            "HOMEWARD_MQTT_PASSWORD": secrets.server_mqtt_password,
             "HOMEWARD_API_HOST": "127.0.0.1",
             "HOMEWARD_API_PORT": str(api_port),
+            "HOMEWARD_SECRET_KEY": secrets.secret_key,
         }
-        children.add(Child("ingest", ["stack", "ingest"], env, logs / "ingest.log"))
+        children.add(Child("ingest", ["stack", "ingest"],
+                           {**env, **mqtt_login(secrets, INGEST_MQTT_USER),
+                            "HOMEWARD_INGEST_CLIENT_ID": INGEST_MQTT_USER}, logs / "ingest.log"))
         children.add(Child("alerts", ["stack", "alerts"], env, logs / "alerts.log"))
-        children.add(Child("api", ["stack", "serve"], env, logs / "api.log"))
+        children.add(Child("api", ["stack", "serve"], {**env, **mqtt_login(secrets, API_MQTT_USER)},
+                           logs / "api.log"))
         api = f"http://127.0.0.1:{api_port}"
         with console.status("waiting for the API ..."):
             if not wait_until(lambda: _healthy(api), timeout=60):
@@ -183,9 +191,11 @@ def run_demo(*, state_dir: Path, api_port: int, homes: int, interval: float, res
                       for hub, (_, _, deteriorates) in zip(hubs, DEMO_PATIENTS, strict=False)],
         }
         plan_file = state_dir / "homes.json"
-        write_demo_json(plan_file, plan)
+        write_private_json(plan_file, plan)
         children.add(Child("homes", ["stack.demo_homes", "--plan", str(plan_file),
-                                     "--interval", str(interval)], env, logs / "homes.log"))
+                                     "--interval", str(interval)],
+                           {k: env[k] for k in ("HOMEWARD_MQTT_HOST", "HOMEWARD_MQTT_PORT")},
+                           logs / "homes.log"))
 
         info = {
             "dashboard_url": f"{api}/",
@@ -195,7 +205,7 @@ def run_demo(*, state_dir: Path, api_port: int, homes: int, interval: float, res
                           "password": secrets.clinician_password,
                           "api_token": secrets.api_token},
             "mqtt": {"host": "127.0.0.1", "port": broker.port},
-            "database_url": pg.url,
+            "database_url": app_url,
             "spare_hub": {
                 "id": SPARE_HUB,
                 "username": SPARE_HUB,
@@ -206,10 +216,10 @@ def run_demo(*, state_dir: Path, api_port: int, homes: int, interval: float, res
             "hubs": [{"id": hub, "patient_id": patients[hub]} for hub in hubs],
             "logs": str(logs),
         }
-        write_demo_json(state_dir / "demo.json", info)
+        write_private_json(state_dir / "demo.json", info)
         console.print(f"Dashboard {api}/  (login {CLINICIAN_USERNAME} / "
                       f"{secrets.clinician_password}); details in {state_dir / 'demo.json'}")
-        _watch(pg.url, children, api, started, stop, live)
+        _watch(app_url, children, api, started, stop, live)
         return 0
     finally:
         console.print("stopping ...")
@@ -217,6 +227,12 @@ def run_demo(*, state_dir: Path, api_port: int, homes: int, interval: float, res
         broker.stop()
         pg.stop()
         console.print("stopped.")
+
+
+def mqtt_login(secrets: DemoSecrets, user: str) -> dict[str, str]:
+    """The environment that logs a server process in to the broker as ``user``."""
+    return {"HOMEWARD_MQTT_USERNAME": user,
+            "HOMEWARD_MQTT_PASSWORD": secrets.server_mqtt_passwords[user]}
 
 
 def _healthy(api: str) -> bool:

@@ -1,81 +1,221 @@
 """`homeward demo` as a tester meets it: one command, then demo.json to talk to it.
 
-Runs the real command in a subprocess, publishes a reading with
-`mosquitto_pub` and the spare hub's credentials from demo.json, and checks
-both that reading's alert and the deteriorating patient's alert through the
-API; then Ctrl-C must stop everything cleanly.
+One real demo runs for the whole module, started as a tester would leave it
+running, with the API port from ``HOMEWARD_API_PORT`` alone.  The tests
+publish a reading with `mosquitto_pub` and the spare hub's credentials from
+demo.json and check both that reading's alert and the deteriorating patient's
+alert through the API; check that the demo is safe to leave running (a secret
+key of its own, a database that wants passwords, an application role that is
+not a superuser); and last, that Ctrl-C stops everything cleanly.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
+import stat
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
+from server.api.deps import SESSION_COOKIE
+from server.auth import sign_session
+from stack.demo import APP_DB_ROLE, DemoSecrets
 from stack.services import free_port
 from stack.services.common import wait_for_port
+from tests.ingest_support import one
 from tests.waiting import wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow,
+              pytest.mark.xdist_group("demo")]
+
+TEN_YEARS = 10 * 365 * 24 * 3600
 
 
-def test_demo_end_to_end_with_mosquitto_pub(tmp_path: Path) -> None:
-    state = tmp_path / "state"
+@dataclass
+class RunningDemo:
+    state: Path
+    api_port: int
+    process: subprocess.Popen[bytes]
+    out_file: Path
+    info: dict[str, Any] = field(default_factory=dict)
+    exit_code: int | None = None
+
+    @property
+    def secrets(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.state / "secrets.json").read_text())
+        return data
+
+    def stop(self) -> int:
+        """Ctrl-C, once; the exit code."""
+        if self.exit_code is None:
+            self.process.send_signal(signal.SIGINT)
+            self.exit_code = self.process.wait(60)
+        return self.exit_code
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDemo]:
+    folder = tmp_path_factory.mktemp("demo")
     api_port = free_port()
-    log = (tmp_path / "demo.out").open("wb")
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "stack", "demo", "--state-dir", str(state), "--api-port",
-         str(api_port), "--interval", "1", "--no-live"],
-        stdout=log, stderr=subprocess.STDOUT)
+    out_file = folder / "demo.out"
+    with out_file.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "stack", "demo", "--state-dir", str(folder / "state"),
+             "--interval", "1", "--no-live"],
+            env={**os.environ, "HOMEWARD_API_PORT": str(api_port)},
+            stdout=out, stderr=subprocess.STDOUT)
+    running = RunningDemo(folder / "state", api_port, process, out_file)
     try:
-        info = wait_for(lambda: (state / "demo.json").exists()
-                     and json.loads((state / "demo.json").read_text()), 90, "demo.json")
-        auth = {"Authorization": f"Bearer {info['clinician']['api_token']}"}
-
-        def alerts_for(patient: int) -> list[dict[str, Any]]:
-            response = httpx.get(f"{info['api_url']}/alerts", headers=auth, timeout=5)
-            response.raise_for_status()
-            return [a for a in response.json()
-                    if a["patient_id"] == patient and a["rule_id"] == "bp_severe"]
-
-        # The deteriorating patient of the first home raises an alert on its own.
-        first = info["hubs"][0]["patient_id"]
-        wait_for(lambda: alerts_for(first), 60, "the deteriorating patient's alert")
-
-        # A tester's reading, in the DESIGN.md format, from any MQTT client.
-        spare = info["spare_hub"]
-        reading = {"v": 1, "id": str(uuid.uuid4()), "kind": "blood_pressure",
-                   "taken_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                   "device": "spare-cuff", "values": {"systolic": 186, "diastolic": 104}}
-        subprocess.run(
-            ["mosquitto_pub", "-h", info["mqtt"]["host"], "-p", str(info["mqtt"]["port"]),
-             "-u", spare["username"], "-P", spare["password"], "-q", "1",
-             "-t", spare["readings_topic"], "-m", json.dumps(reading)],
-            check=True, timeout=10)
-        (alert,) = wait_for(lambda: alerts_for(spare["patient_id"]), 30, "the spare hub's alert")
-        assert alert["severity"] == "red"
-        assert [r["id"] for r in alert["readings"]] == [reading["id"]]
-
-        # The clinician login in demo.json opens the dashboard.
-        page = httpx.post(f"{info['dashboard_url']}login", follow_redirects=True, timeout=5,
-                          data={"username": info["clinician"]["username"],
-                                "password": info["clinician"]["password"]})
-        assert page.status_code == 200 and "Severe hypertension" in page.text
+        demo_json = running.state / "demo.json"
+        running.info = wait_for(lambda: process.poll() is None and demo_json.exists()
+                                and json.loads(demo_json.read_text()), 90, "demo.json")
+        yield running
     finally:
-        demo.send_signal(signal.SIGINT)
-        code = demo.wait(60)
-        log.close()
-    output = (tmp_path / "demo.out").read_text()
+        running.stop()
+
+
+def test_demo_end_to_end_with_mosquitto_pub(demo: RunningDemo) -> None:
+    info = demo.info
+    auth = {"Authorization": f"Bearer {info['clinician']['api_token']}"}
+
+    def alerts_for(patient: int) -> list[dict[str, Any]]:
+        response = httpx.get(f"{info['api_url']}/alerts", headers=auth, timeout=5)
+        response.raise_for_status()
+        return [a for a in response.json()
+                if a["patient_id"] == patient and a["rule_id"] == "bp_severe"]
+
+    # The deteriorating patient of the first home raises an alert on its own.
+    first = info["hubs"][0]["patient_id"]
+    wait_for(lambda: alerts_for(first), 60, "the deteriorating patient's alert")
+
+    # A tester's reading, in the DESIGN.md format, from any MQTT client.
+    spare = info["spare_hub"]
+    reading = {"v": 1, "id": str(uuid.uuid4()), "kind": "blood_pressure",
+               "taken_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+               "device": "spare-cuff", "values": {"systolic": 186, "diastolic": 104}}
+    subprocess.run(
+        ["mosquitto_pub", "-h", info["mqtt"]["host"], "-p", str(info["mqtt"]["port"]),
+         "-u", spare["username"], "-P", spare["password"], "-q", "1",
+         "-t", spare["readings_topic"], "-m", json.dumps(reading)],
+        check=True, timeout=10)
+    (alert,) = wait_for(lambda: alerts_for(spare["patient_id"]), 30, "the spare hub's alert")
+    assert alert["severity"] == "red"
+    assert [r["id"] for r in alert["readings"]] == [reading["id"]]
+
+    # The clinician login in demo.json opens the dashboard.
+    page = httpx.post(f"{info['dashboard_url']}login", follow_redirects=True, timeout=5,
+                      data={"username": info["clinician"]["username"],
+                            "password": info["clinician"]["password"]})
+    assert page.status_code == 200 and "Severe hypertension" in page.text
+
+
+def test_demo_honours_HOMEWARD_API_PORT(demo: RunningDemo) -> None:
+    api = f"http://127.0.0.1:{demo.api_port}"
+    assert demo.info["api_url"] == f"{api}/api"
+    assert httpx.get(f"{api}/health", timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize("how", ["--api-port", "HOMEWARD_API_PORT"])
+def test_a_busy_api_port_is_refused_whether_given_by_option_or_environment(
+        tmp_path: Path, how: str) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        option, env_port = {"--api-port": (["--api-port", str(port)], free_port()),
+                            "HOMEWARD_API_PORT": ([], port)}[how]
+        env = {**os.environ, "HOMEWARD_API_PORT": str(env_port)}  # the option wins
+        done = subprocess.run(
+            [sys.executable, "-m", "stack", "demo", "--state-dir", str(tmp_path), "--no-live",
+             *option], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert f"Port {port} is in use" in done.stdout
+
+
+def test_demo_secret_key_is_random_per_state_folder_and_a_forged_dev_cookie_is_refused(
+        demo: RunningDemo, tmp_path: Path) -> None:
+    with psycopg.connect(demo.info["database_url"]) as conn:
+        row = conn.execute("SELECT id FROM clinician WHERE username = %s",
+                           (demo.info["clinician"]["username"],)).fetchone()
+    assert row is not None
+    alerts = f"{demo.info['api_url']}/alerts"
+
+    def status_with(secret: str) -> int:
+        cookie = sign_session(row[0], secret, ttl=TEN_YEARS)
+        return httpx.get(alerts, cookies={SESSION_COOKIE: cookie}, timeout=5).status_code
+
+    assert status_with("dev") == 401  # the default key signs nothing here
+    key = demo.secrets["secret_key"]
+    assert status_with(key) == 200  # the state folder's own key does
+    assert stat.S_IMODE((demo.state / "secrets.json").stat().st_mode) == 0o600
+    keys = [DemoSecrets.load_or_create(tmp_path / name / "secrets.json", []).secret_key
+            for name in ("a", "b", "a")]
+    assert keys[0] == keys[2] != keys[1]  # kept per folder, different between folders
+    assert len(key) >= 32 and key not in keys
+
+
+def test_demo_database_refuses_a_connection_without_password(demo: RunningDemo) -> None:
+    url = psycopg.conninfo.conninfo_to_dict(demo.info["database_url"])
+    attempts = {  # how a local process might try to get in
+        "owner, TCP, no password": {"host": "127.0.0.1", "user": "homeward"},
+        "app role, TCP, no password": {"host": "127.0.0.1", "user": APP_DB_ROLE},
+        "owner, Unix socket, no password": {"host": str(demo.state / "postgres"),
+                                            "user": "homeward"},
+        "owner, TCP, wrong password": {"host": "127.0.0.1", "user": "homeward",
+                                       "password": "dev"},
+    }
+    refused = {}
+    for name, params in attempts.items():
+        try:
+            psycopg.connect(psycopg.conninfo.make_conninfo(
+                port=url["port"], dbname=url["dbname"], connect_timeout=5, **params)).close()
+            refused[name] = False
+        except psycopg.OperationalError as err:
+            refused[name] = "password" in str(err)
+    assert refused == dict.fromkeys(attempts, True)
+    hba = (demo.state / "postgres" / "pg_hba.conf").read_text().split()
+    assert "trust" not in hba and "scram-sha-256" in hba
+
+
+def test_demo_application_role_is_not_a_superuser(demo: RunningDemo) -> None:
+    with psycopg.connect(demo.info["database_url"]) as conn:
+        name, *rights = one(conn.execute(
+            "SELECT rolname, rolsuper, rolcreaterole, rolcreatedb, rolreplication,"
+            " rolbypassrls FROM pg_roles WHERE rolname = current_user"))
+        # Every process of the demo (ingest, alerts, API, status) connects as that role.
+        users = {r[0] for r in conn.execute(
+            "SELECT usename FROM pg_stat_activity WHERE backend_type = 'client backend'"
+            " AND datname = current_database()")}
+        assert (name, rights, users) == (APP_DB_ROLE, [False] * 5, {APP_DB_ROLE})
+        assert one(conn.execute("SELECT count(*) >= 0 FROM reading")) == (True,)
+        for ddl in ("CREATE TABLE intruder (x int)", "ALTER TABLE reading DISABLE TRIGGER ALL",
+                    "TRUNCATE access_audit", "DROP TABLE alert_event"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+                conn.execute(ddl)
+
+
+def test_ctrl_c_stops_everything_cleanly(demo: RunningDemo) -> None:
+    """Runs last (file order, one xdist group): it stops the module's demo."""
+    code = demo.stop()
+    output = demo.out_file.read_text()
     assert code == 0, output
     assert "stopped." in output
-    assert not (state / "postgres" / "postmaster.pid").exists()
-    assert not wait_for_port(info["mqtt"]["port"], 0.5)
-    assert not wait_for_port(api_port, 0.5)
+    assert not (demo.state / "postgres" / "postmaster.pid").exists()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and wait_for_port(demo.info["mqtt"]["port"], 0.1):
+        time.sleep(0.1)
+    assert not wait_for_port(demo.info["mqtt"]["port"], 0.5)
+    assert not wait_for_port(demo.api_port, 0.5)
