@@ -3,7 +3,9 @@
 The ingest's hot path.  A readings payload is decoded with
 :func:`homeward.wire.decode_readings` (which never raises) and its valid
 readings become lines of PostgreSQL's COPY text format, built with a few
-string operations per reading; its rejects become quarantine rows.  A status
+string operations per reading, each with a digest of its content (the
+idempotency check of :mod:`server.ingest_writer` compares digests, not
+values); its rejects become quarantine rows.  A status
 payload becomes one hub update.  Everything here runs on the MQTT network
 thread while the writer thread waits on the database, so decoding overlaps
 with writing.
@@ -11,6 +13,7 @@ with writing.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,11 +22,17 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from homeward.wire import HubStatus, decode_readings, is_valid_hub_id
+from homeward.wire import (
+    DEFAULT_BOUNDS,
+    HubStatus,
+    ReadingBounds,
+    decode_readings,
+    is_valid_hub_id,
+)
 
 #: Columns of the staging table, in the order of the COPY lines below.
 STAGE_COLUMNS = ("id", "taken_at", "kind", "hub_id", "device", "values", "flags", "raw",
-                 "received_at")
+                 "received_at", "digest")
 
 # COPY text format: backslash, tab, newline and carriage return must be escaped.
 # https://www.postgresql.org/docs/current/sql-copy.html#id-1.9.3.55.9.2
@@ -78,8 +87,11 @@ def _quarantine_item(received_at: datetime, hub: str | None, topic: str, index: 
     return (received_at, hub, topic, index, reason, text.decode(), None)
 
 
-def prepare(msg: Prepared) -> Prepared:
-    """Fill ``msg`` with its COPY lines, quarantine rows or hub update; never raises."""
+def prepare(msg: Prepared, bounds: ReadingBounds = DEFAULT_BOUNDS) -> Prepared:
+    """Fill ``msg`` with its COPY lines, quarantine rows or hub update; never raises.
+
+    ``bounds`` are the times accepted (homeward.wire.ReadingBounds, from settings).
+    """
     topic = msg.topic
     parts = topic.split("/")
     hub = parts[3] if len(parts) == 5 else None
@@ -90,7 +102,7 @@ def prepare(msg: Prepared) -> Prepared:
         return msg
     leaf = parts[4]
     if leaf == "readings":
-        _prepare_readings(msg, hub)
+        _prepare_readings(msg, hub, bounds)
     elif leaf == "status":
         _prepare_status(msg, hub)
     else:
@@ -99,23 +111,28 @@ def prepare(msg: Prepared) -> Prepared:
     return msg
 
 
-def _prepare_readings(msg: Prepared, hub: str) -> None:
+def _prepare_readings(msg: Prepared, hub: str, bounds: ReadingBounds) -> None:
     received_at = msg.received_at
-    decoded = decode_readings(msg.payload, now=received_at)
+    decoded = decode_readings(msg.payload, now=received_at, bounds=bounds)
     msg.hub = hub
     msg.ids = [str(r.id) for r in decoded.readings]
     msg.ids += [i for i in (_item_id(j.item) for j in decoded.rejects) if i is not None]
     if decoded.readings:
-        tail = "\t" + received_at.isoformat() + "\n"
         hub_field = "\t" + hub.translate(_COPY_ESCAPES) + "\t"
+        tail = "\t" + received_at.isoformat() + "\t\\\\x"
         dumps = orjson.dumps
-        lines = [
-            f"{r.id}\t{r.taken_at.isoformat()}\t{r.kind.value}{hub_field}"
-            f"{r.device.translate(_COPY_ESCAPES)}\t{dumps(r.values).decode()}\t"
-            f"{_array_literal(r.flags).translate(_COPY_ESCAPES) if r.flags else '{}'}\t"
-            f"{r.raw if r.raw is not None else _NULL}{tail}"
-            for r in decoded.readings
-        ]
+        blake2b = hashlib.blake2b
+        lines = []
+        for r in decoded.readings:
+            # The reading's content but for its time, as COPY fields: kind, hub, device,
+            # values (keys sorted, so a re-delivery in another key order is the same),
+            # flags, raw.  Its digest is what the idempotency check compares.
+            content = (f"{r.kind.value}{hub_field}{r.device.translate(_COPY_ESCAPES)}\t"
+                       f"{dumps(r.values, option=orjson.OPT_SORT_KEYS).decode()}\t"
+                       f"{_array_literal(r.flags).translate(_COPY_ESCAPES) if r.flags else '{}'}"
+                       f"\t{r.raw if r.raw is not None else _NULL}")
+            digest = blake2b(content.encode(), digest_size=16).hexdigest()
+            lines.append(f"{r.id}\t{r.taken_at.isoformat()}\t{content}{tail}{digest}\n")
         msg.copy_data = "".join(lines).encode()
         msg.readings = len(lines)
     for reject in decoded.rejects:
