@@ -38,7 +38,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -50,9 +50,15 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from homeward.settings import Settings
-from homeward.wire import READINGS_SUBSCRIPTION, STATUS_SUBSCRIPTION, acks_topic
+from homeward.wire import (
+    DEFAULT_BOUNDS,
+    READINGS_SUBSCRIPTION,
+    STATUS_SUBSCRIPTION,
+    ReadingBounds,
+    acks_topic,
+)
 from server.ingest_rows import Prepared, prepare
-from server.ingest_writer import BatchResult, BatchWriter
+from server.ingest_writer import DEFAULT_QUOTA, BatchResult, BatchWriter, QuarantineQuota
 
 log = logging.getLogger("homeward.ingest")
 
@@ -115,6 +121,9 @@ class IngestConfig:
     #: MQTT 5 Receive Maximum: unacknowledged messages the broker may send us.
     receive_maximum: int = 10000
     log_every_s: float = 10.0
+    #: The taken_at accepted (age, days per message) and each hub's quarantine quota.
+    bounds: ReadingBounds = DEFAULT_BOUNDS
+    quarantine_quota: QuarantineQuota = DEFAULT_QUOTA
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> IngestConfig:
@@ -130,6 +139,13 @@ class IngestConfig:
             "share_group": settings.ingest_share_group,
             "batch_readings": settings.ingest_batch_readings,
             "batch_ms": settings.ingest_batch_ms,
+            "bounds": ReadingBounds(
+                max_age=timedelta(days=settings.ingest_max_reading_age_days),
+                max_days_per_message=settings.ingest_max_days_per_message),
+            "quarantine_quota": QuarantineQuota(
+                rows=settings.ingest_quarantine_per_hub_hour,
+                bytes=settings.ingest_quarantine_bytes_per_hub_hour,
+                sample_every=settings.ingest_quarantine_sample_every),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -213,7 +229,7 @@ class Ingest:
         msg = Prepared(mid=message.mid, qos=message.qos, epoch=self._epoch, topic=message.topic,
                        payload=bytes(message.payload), received_at=datetime.now(UTC))
         try:
-            prepare(msg)
+            prepare(msg, self.config.bounds)
         except Exception as err:  # prepare never raises by design; keep the loop alive anyway
             log.exception("could not prepare a message on %s", msg.topic)
             msg.quarantine.append((msg.received_at, None, msg.topic, None,
@@ -256,7 +272,8 @@ class Ingest:
         while True:
             try:
                 if self._writer is None:
-                    self._writer = BatchWriter.connect(self.config.database_url)
+                    self._writer = BatchWriter.connect(self.config.database_url,
+                                                       quota=self.config.quarantine_quota)
                 try:
                     return self._writer.write(batch)
                 except (psycopg.OperationalError, psycopg.InterfaceError):
@@ -345,7 +362,8 @@ class Ingest:
     # -- lifecycle ---------------------------------------------------------------
     def start(self, *, wait_subscribed: float | None = 30.0) -> None:
         """Connect to the database and the broker and start the threads."""
-        self._writer = BatchWriter.connect(self.config.database_url)
+        self._writer = BatchWriter.connect(self.config.database_url,
+                                           quota=self.config.quarantine_quota)
         self._writer_thread = threading.Thread(target=self._writer_loop,
                                                name="homeward-ingest-writer", daemon=True)
         self._writer_thread.start()
