@@ -446,3 +446,19 @@ def test_health_degrades_when_the_ingest_has_held_a_message_too_long(
         assert degraded() == ["ingest_silent"]
         beat("ingest-a", held_for=None, beat_ago=45, stopped=True)  # a clean stop is no fault
         assert degraded() == []
+
+
+def test_a_lost_event_connection_ends_the_streams_and_the_next_stream_listens_again(
+        world: World) -> None:
+    with running_api(Settings(database_url=world.url)) as base, ExitStack() as stack:
+        (lines,) = _open_streams(stack, base, [world.token])
+        with psycopg.connect(world.url, autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                         " WHERE application_name = %s", (APPLICATION_NAME,))
+        assert [line for line in lines if line] == []  # ended: the browser reconnects
+        with ExitStack() as again:
+            (fresh,) = _open_streams(again, base, [world.token])
+            assert _connections(world.url).get(APPLICATION_NAME) == 1
+            with psycopg.connect(world.url, autocommit=True) as conn:
+                store.acknowledge(conn, world.alert, clinician_id=world.nurse_id)
+            assert _next_event(fresh)["event"] == "acknowledged"

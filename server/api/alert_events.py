@@ -109,6 +109,8 @@ class AlertEvents:
                 self._fan_out(notify.payload)
         except psycopg.OperationalError as err:
             log.warning("alert event connection lost: %s", err)
+        except Exception:
+            log.exception("alert event reader failed")
         finally:
             for sub in list(self._subscribers):
                 self._end(sub)
