@@ -219,3 +219,17 @@ def test_ctrl_c_stops_everything_cleanly(demo: RunningDemo) -> None:
         time.sleep(0.1)
     assert not wait_for_port(demo.info["mqtt"]["port"], 0.5)
     assert not wait_for_port(demo.api_port, 0.5)
+
+
+def test_a_state_folder_from_an_older_demo_keeps_its_secrets_and_gains_the_new_ones(
+        tmp_path: Path) -> None:
+    path = tmp_path / "secrets.json"
+    path.write_text(json.dumps({"server_mqtt_password": "old", "clinician_password": "pw",
+                                "api_token": "tok", "hub_passwords": {"demo-hub-1": "h1"}}))
+    found = DemoSecrets.load_or_create(path, ["demo-hub-1", "demo-hub-2"])
+    assert (found.clinician_password, found.api_token) == ("pw", "tok")
+    assert found.hub_passwords["demo-hub-1"] == "h1" and found.hub_passwords["demo-hub-2"]
+    assert all(len(value) >= 24 for value in (found.secret_key, found.database_password,
+                                              found.database_app_password))
+    assert DemoSecrets.load_or_create(path, ["demo-hub-1"]) == found
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
