@@ -318,3 +318,34 @@ def test_no_serious_or_critical_accessibility_violations(
             _shot(page, f"{name}-{label}")
     finally:
         context.close()
+
+
+def test_a_personal_threshold_set_on_the_patient_page_is_drawn_and_kept_with_its_reason(
+        browser: Browser, clinic: tuple[Clinic, str]) -> None:
+    world, base = clinic
+    context, page = _signed_in(browser, base, "anna")
+    try:
+        page.goto(base + f"/patients/{world.dora}?range=24h")
+        limits = page.locator("figure#chart-blood_pressure .limits")
+        expect(limits).to_contain_text("systolic red ≥ 180")
+        form = page.locator("form#rule-bp_severe")
+        form.get_by_label("Raise: systolic ≥").fill("170")
+        reason = form.get_by_label("Reason (required)")
+        form.get_by_role("button", name="Save severe hypertension").click()
+        # without a reason the browser's own check stops the form: nothing is sent
+        assert reason.evaluate("el => el.validity.valueMissing") is True
+        expect(form.locator(".form-status")).to_be_empty()
+        reason.fill("Known hypertensive; GP asked for 170")
+        form.get_by_role("button", name="Save severe hypertension").click()
+        expect(limits).to_contain_text("systolic red ≥ 170")
+        history = page.locator("section[aria-labelledby=h-thresholds] ol.history")
+        expect(history).to_contain_text("Known hypertensive; GP asked for 170")
+        with psycopg.connect(world.url) as conn:
+            row = conn.execute("SELECT params, note, set_by IS NOT NULL FROM patient_rule_setting"
+                               " WHERE patient_id = %s AND rule_id = 'bp_severe'"
+                               " AND valid_to IS NULL", (world.dora,)).fetchone()
+        assert row is not None
+        assert row[0]["when"]["any"][0] == {"metric": "systolic", "op": ">=", "value": 170}
+        assert row[1:] == ("Known hypertensive; GP asked for 170", True)
+    finally:
+        context.close()

@@ -81,8 +81,12 @@ def condition_words(cond: Any) -> str:
     if "all" in cond:
         return " and ".join(condition_words(c) for c in cond["all"])
     metric = str(cond.get("metric", "?"))
-    op = _OPS.get(str(cond.get("op")), str(cond.get("op")))
-    return f"{LABELS.get(metric, metric)} {op} {_with_unit(metric, cond.get('value'))}"
+    return f"{comparison(metric, str(cond.get('op')))} {_with_unit(metric, cond.get('value'))}"
+
+
+def comparison(metric: str, op: str) -> str:
+    """The words before the number of a condition: "SpO₂ ≤"."""
+    return f"{LABELS.get(metric, metric)} {_OPS.get(op, op)}"
 
 
 def _duration(text: Any) -> str:

@@ -37,6 +37,8 @@ RANGES: dict[str, timedelta] = {"24h": timedelta(hours=24), "7d": timedelta(days
 RangeName = Literal["24h", "7d", "30d", "90d"]
 #: How much history the alert page's chart shows before the alert opened.
 ALERT_CHART_BEFORE = timedelta(hours=48)
+#: Up to this many readings the alert page's chart draws each one.
+ALERT_CHART_RAW_MAX = 5000
 SNOOZE_MINUTES = (30, 60, 120, 240, 480)
 STATUSES = ("active", "admitted", "away", "discharged")
 SORTS = ("attention", "name", "last_reading", "news2", "adherence")
@@ -133,11 +135,12 @@ def queue_rows(request: Request, pool: PoolDep, access: ListAccess,
 # -- one alert --------------------------------------------------------------------------
 
 def _chart(conn: Any, patient_id: int, kind: str, start: datetime, end: datetime,
-           limits: list[clinical_text.Threshold]) -> dict[str, Any]:
+           limits: list[clinical_text.Threshold],
+           resolution: record_queries.Resolution | None = None) -> dict[str, Any]:
     """One chart's data: a series per charted metric, and the threshold lines."""
     metrics = clinical_text.CHART_METRICS.get(kind, ())
-    series = [record_queries.series(conn, patient_id, kind=kind, metric=m, start=start, end=end)
-              for m in metrics]
+    series = [record_queries.series(conn, patient_id, kind=kind, metric=m, start=start, end=end,
+                                    resolution=resolution) for m in metrics]
     return {"kind": kind, "title": clinical_text.KIND_LABELS.get(kind, kind),
             "from": start.isoformat(), "to": end.isoformat(),
             "unit": clinical_text.unit(metrics[0]) if metrics else "",
@@ -169,9 +172,10 @@ def alert_page(request: Request, alert_id: int, pool: PoolDep,
                                               rule.get("params") or {})
             for kind in rule.get("reading_kinds") or []:
                 if kind in clinical_text.CHART_METRICS:
-                    charts.append(_chart(conn, alert["patient_id"], kind,
-                                         opened - ALERT_CHART_BEFORE, end + timedelta(
-                                             minutes=1), limits))
+                    start, stop = opened - ALERT_CHART_BEFORE, end + timedelta(minutes=1)
+                    charts.append(_chart(conn, alert["patient_id"], kind, start, stop, limits,
+                                         _evidence_resolution(conn, alert["patient_id"], kind,
+                                                              start, stop)))
         names = _clinician_names(conn, [e.get("clinician_id") for e in alert["events"]]
                                  + [alert.get("acknowledged_by"), alert.get("resolved_by")])
         attempts = _attempts(conn, [n["id"] for n in alert["notifications"]])
@@ -183,6 +187,16 @@ def alert_page(request: Request, alert_id: int, pool: PoolDep,
                      {**alert, "next_escalation_at": humantime.parse(
                          alert.get("next_escalation_at")),
                       "ack_expires_at": humantime.parse(alert.get("ack_expires_at"))}))
+
+
+def _evidence_resolution(conn: Any, patient_id: int, kind: str, start: datetime,
+                         end: datetime) -> record_queries.Resolution | None:
+    """Every reading around an alert (it is the evidence) unless there are too many to
+    draw (continuous oximetry): then the series' own choice of buckets."""
+    row = conn.execute("SELECT count(*) FROM (SELECT 1 FROM reading WHERE patient_id = %s"
+                       " AND kind = %s AND taken_at >= %s AND taken_at < %s LIMIT %s) r",
+                       (patient_id, kind, start, end, ALERT_CHART_RAW_MAX + 1)).fetchone()
+    return "raw" if row is not None and row[0] <= ALERT_CHART_RAW_MAX else None
 
 
 def _clinician_names(conn: Any, ids: list[Any]) -> dict[int, str]:
@@ -270,14 +284,25 @@ def patient_page(request: Request, patient_id: int, pool: PoolDep, access: Patie
         opened_by = audit.search(conn, patient_id=patient_id, limit=10)
         alerts = store.list_alerts(conn, states=("open", "acknowledged"), patient_id=patient_id)
     editable = [{"rule": r, "words": clinical_text.rule_in_words(r.as_json()),
-                 "limits": clinical_text.editable_limits(r.raw_params),
-                 "params": _without_lines(r.raw_params)}
+                 "limits": [_limit_field(*limit)
+                            for limit in clinical_text.editable_limits(r.raw_params)],
+                 "params": _without_lines(r.raw_params),
+                 "relevant": bool(set(r.reading_kinds) & kinds_seen)}
                 for r in rules if r.kind == "threshold"]
+    editable.sort(key=lambda e: not e["relevant"])
     return _page(request, "patient.html", access.scope, "caseload", patient=patient,
                  age=humantime.age_years(patient.get("date_of_birth")), timeline=timeline,
                  readings=readings, charts=charts, range=span, ranges=list(RANGES),
                  editable=editable, opened_by=opened_by, alerts=alerts,
                  today=now.astimezone(humantime.LONDON).strftime("%Y-%m-%dT%H:%M"))
+
+
+def _limit_field(path: str, metric: str, op: str, value: float) -> dict[str, Any]:
+    """One number of the threshold editor: "Amber: SpO₂ ≤ [94] %"."""
+    part = path.split(".")
+    role = {"when": "Raise", "clear": "Clear"}.get(part[0]) or part[1].capitalize()
+    return {"path": path, "label": f"{role}: {clinical_text.comparison(metric, op)}",
+            "value": clinical_text.number(value), "unit": clinical_text.unit(metric)}
 
 
 def _without_lines(value: Any) -> Any:

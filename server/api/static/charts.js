@@ -12,6 +12,21 @@
   const SEVERITY = {red: "#b3261e", amber: "#d89200", info: "#0b4a8c"};
   const HEIGHT = 220;
 
+  const zone = {timeZone: "Europe/London"};
+  const clock = new Intl.DateTimeFormat("en-GB", {...zone, hour: "2-digit", minute: "2-digit"});
+  const day = new Intl.DateTimeFormat("en-GB", {...zone, day: "numeric", month: "short"});
+
+  // Axis labels in British form: "08:00" within a day (the date under midnight), "3 Dec"
+  // for longer steps.
+  function timeLabels(u, splits, axisIdx, space, incr) {
+    return splits.map((ts) => {
+      const at = new Date(ts * 1000);
+      if (incr >= 86400 - 1) return day.format(at);
+      const hm = clock.format(at);
+      return hm === "00:00" ? `${hm}\n${day.format(at)}` : hm;
+    });
+  }
+
   function value(p) { return p.v !== undefined ? p.v : p.mean; }
 
   function aligned(chart) {
@@ -45,6 +60,9 @@
       ctx.save();
       ctx.lineWidth = 2 * devicePixelRatio;
       ctx.setLineDash([8 * devicePixelRatio, 5 * devicePixelRatio]);
+      ctx.font = `${12 * devicePixelRatio}px system-ui, sans-serif`;
+      ctx.textAlign = "right";
+      ctx.textBaseline = "bottom";
       for (const t of chart.thresholds) {
         const y = Math.round(u.valToPos(t.value, "y", true));
         const left = u.bbox.left;
@@ -54,6 +72,8 @@
         ctx.moveTo(left, y);
         ctx.lineTo(right, y);
         ctx.stroke();
+        ctx.fillStyle = ctx.strokeStyle;
+        ctx.fillText(t.label, right - 4 * devicePixelRatio, y - 3 * devicePixelRatio);
         pixels.push({x: Math.round(left + 4 * devicePixelRatio), y,
                      colour: ctx.strokeStyle, severity: t.severity});
       }
@@ -85,7 +105,8 @@
         x: {time: true, range: () => [Date.parse(chart.from) / 1000, Date.parse(chart.to) / 1000]},
         y: {range: () => [lo, hi]},
       },
-      axes: [{stroke: "#1b1f24"}, {stroke: "#1b1f24", size: 55}],
+      axes: [{stroke: "#1b1f24", values: timeLabels, size: 50}, {stroke: "#1b1f24", size: 55}],
+      legend: {live: false},
       series,
       hooks: {draw: [thresholdHook(fig, chart)]},
     };
