@@ -80,8 +80,11 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDemo]:
     running = RunningDemo(folder / "state", api_port, process, out_file)
     try:
         demo_json = running.state / "demo.json"
-        running.info = wait_for(lambda: process.poll() is None and demo_json.exists()
-                                and json.loads(demo_json.read_text()), 90, "demo.json")
+        try:
+            running.info = wait_for(lambda: process.poll() is None and demo_json.exists()
+                                    and json.loads(demo_json.read_text()), 90, "demo.json")
+        except AssertionError as err:
+            raise AssertionError(f"{err}\n{out_file.read_text()[-4000:]}") from None
         yield running
     finally:
         running.stop()
