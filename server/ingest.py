@@ -11,10 +11,22 @@ id is the primary key (``INSERT ... ON CONFLICT DO NOTHING``).
 Threads.  paho's network thread receives messages and decodes each one into
 COPY lines (:mod:`server.ingest_rows`); the writer thread takes what has
 accumulated (up to ``ingest_batch_readings`` readings, waiting at most
-``ingest_batch_ms`` for a batch to fill), writes it in one transaction
-(:mod:`server.ingest_writer`) and then acknowledges the batch's messages in
-arrival order.  While the writer waits on PostgreSQL the network thread keeps
-decoding, so the two overlap.
+``ingest_batch_ms`` for a batch to fill), writes it (:mod:`server.ingest_writer`,
+usually one transaction) and then acknowledges the batch's messages.  While the
+writer waits on PostgreSQL the network thread keeps decoding, so the two
+overlap.  A heartbeat thread records what the ingest holds
+(:mod:`server.ingest_health`, read by ``/health``).
+
+Poison.  An outage is told from a refusal by SQLSTATE, not by exception class
+(:mod:`server.ingest_failures`: psycopg raises 53200 ``out of shared memory`` as
+``OperationalError``, like a lost connection).  An outage holds everything; a
+refused transaction is split until the culprit message is alone, and that one
+is set aside, retried alone with back-off between the other batches, counted
+by digest in ``ingest_suspect`` before each try, and quarantined whole after
+``attempt_limit`` tries (:mod:`server.ingest_poison`).  Transactions touch at
+most 32 TimescaleDB chunks (:mod:`server.ingest_chunks`), so a long backlog is
+written in parts, with live batches going first.  docs/ingest.md has the
+arithmetic.
 
 Back-pressure.  The broker sends at most ``receive_maximum`` unacknowledged
 messages (MQTT 5 Receive Maximum, which Mosquitto honours for v5 clients in
@@ -32,6 +44,7 @@ copies are stored idempotently and acked instead).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -43,7 +56,6 @@ from typing import Any
 
 import orjson
 import paho.mqtt.client as mqtt
-import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -57,6 +69,9 @@ from homeward.wire import (
     ReadingBounds,
     acks_topic,
 )
+from server.ingest_chunks import reading_chunk_interval
+from server.ingest_health import Heartbeat, Holding
+from server.ingest_poison import ATTEMPT_LIMIT, Settler
 from server.ingest_rows import Prepared, prepare
 from server.ingest_writer import DEFAULT_QUOTA, BatchResult, BatchWriter, QuarantineQuota
 
@@ -68,6 +83,11 @@ SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
 #: Database retry back-off: first wait, and the cap (seconds).
 DB_RETRY_FIRST = 0.2
 DB_RETRY_MAX = 10.0
+#: The longest one statement of the writer may run (ms).  A batch takes tens of
+#: milliseconds; a statement still running after 5 s is stuck on something (a
+#: lock, thousands of new chunks), and is cancelled (SQLSTATE 57014) so that the
+#: batch is split and the other readings are not held behind it for long.
+STATEMENT_TIMEOUT_MS = 5000
 
 
 @dataclass
@@ -84,6 +104,12 @@ class IngestCounters:
     batches: int = 0
     db_errors: int = 0
     acks_skipped: int = 0
+    #: Transactions the database refused (not outages), messages set aside as
+    #: suspects, suspects recognised again by digest, and suspects quarantined whole.
+    refusals: int = 0
+    suspects_set_aside: int = 0
+    suspects_recognised: int = 0
+    poison_quarantined: int = 0
     #: Milliseconds spent in the database, by phase (where the time goes).
     copy_ms: int = 0
     insert_ms: int = 0
@@ -121,6 +147,12 @@ class IngestConfig:
     #: MQTT 5 Receive Maximum: unacknowledged messages the broker may send us.
     receive_maximum: int = 10000
     log_every_s: float = 10.0
+    #: Poison isolation: tries of a refused message alone before it is quarantined,
+    #: the first wait before a retry, and the writer's statement timeout (ms; 0: none).
+    attempt_limit: int = ATTEMPT_LIMIT
+    retry_first_s: float = 0.5
+    statement_timeout_ms: int = STATEMENT_TIMEOUT_MS
+    heartbeat_every_s: float = 5.0
     #: The taken_at accepted (age, days per message) and each hub's quarantine quota.
     bounds: ReadingBounds = DEFAULT_BOUNDS
     quarantine_quota: QuarantineQuota = DEFAULT_QUOTA
@@ -176,6 +208,12 @@ class Ingest:
         self._writer_thread: threading.Thread | None = None
         self._writer: BatchWriter | None = None
         self._last_log = time.monotonic()
+        self.settler = Settler(writer=self._connected_writer, ack=self._ack,
+                               on_result=self._on_result, attempt_limit=config.attempt_limit,
+                               retry_first=config.retry_first_s)
+        self._heartbeat = Heartbeat(config.database_url, config.client_id, self._holding,
+                                    on_beat=self.settler.book.refresh,
+                                    every=config.heartbeat_every_s)
         self.client = self._make_client()
 
     # -- MQTT ----------------------------------------------------------------
@@ -242,13 +280,18 @@ class Ingest:
                 self._cond.notify()
 
     # -- writer ----------------------------------------------------------------
-    def _take_batch(self) -> list[Prepared]:
+    def _take_batch(self, wait_s: float | None = None) -> list[Prepared]:
+        """The next batch; [] when stopping with nothing left, or after ``wait_s``."""
         cfg = self.config
+        give_up = None if wait_s is None else time.monotonic() + wait_s
         with self._cond:
             while not self._pending:
                 if self._stopping.is_set():
                     return []
-                self._cond.wait(0.5)
+                left = 0.5 if give_up is None else min(0.5, give_up - time.monotonic())
+                if left <= 0:
+                    return []
+                self._cond.wait(left)
             # Let a batch fill for up to batch_ms after its first message arrived.
             deadline = self._pending[0].arrived + cfg.batch_ms / 1000
             while self._pending_readings < cfg.batch_readings and not self._stopping.is_set():
@@ -266,56 +309,38 @@ class Ingest:
             self._pending_readings -= taken
             return batch
 
-    def _write_with_retry(self, batch: list[Prepared]) -> BatchResult | None:
-        """Write the batch, waiting out database outages; None if stopped meanwhile."""
-        delay = DB_RETRY_FIRST
-        while True:
+    def _connected_writer(self) -> BatchWriter:
+        """The writer's connection, (re)connected when needed; raises psycopg errors."""
+        if self._writer is None:
+            writer = BatchWriter.connect(self.config.database_url,
+                                         quota=self.config.quarantine_quota)
             try:
-                if self._writer is None:
-                    self._writer = BatchWriter.connect(self.config.database_url,
-                                                       quota=self.config.quarantine_quota)
-                try:
-                    return self._writer.write(batch)
-                except (psycopg.OperationalError, psycopg.InterfaceError):
-                    raise
-                except psycopg.Error as err:
-                    # Not an outage: something in the batch is refused.  Write
-                    # message by message so one bad message cannot stall the others.
-                    self.counters.db_errors += 1
-                    log.error("batch refused by the database (%s); writing message by "
-                              "message", err)
-                    return self._write_one_by_one(batch)
-            except (psycopg.OperationalError, psycopg.InterfaceError) as err:
-                self.counters.db_errors += 1
-                first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
-                log.warning("database unavailable (%s); retrying in %.1f s with %d message(s) "
-                            "held unacknowledged", first_line, delay, len(batch))
-                if self._writer is not None:
-                    self._writer.close()
-                    self._writer = None
-            if self._stopping.wait(delay):
-                return None
-            delay = min(delay * 2, DB_RETRY_MAX)
-
-    def _write_one_by_one(self, batch: list[Prepared]) -> BatchResult | None:
-        totals = [0, 0, 0, 0, 0, 0]
-        for msg in batch:
-            assert self._writer is not None
-            try:
-                result = self._writer.write([msg])
-            except (psycopg.OperationalError, psycopg.InterfaceError):
+                if self.config.statement_timeout_ms:
+                    writer.conn.execute("SELECT set_config('statement_timeout', %s, false)",
+                                        (f"{self.config.statement_timeout_ms}ms",))
+                    writer.conn.commit()
+                interval = reading_chunk_interval(writer.conn)
+            except BaseException:
+                writer.close()
                 raise
-            except psycopg.Error as err:
-                reason = f"database refused the message: {str(err).strip()[:500]}"
-                msg.copy_data, msg.readings, msg.status = b"", 0, None
-                msg.quarantine = [(msg.received_at, None, msg.topic, None, reason, None,
-                                   msg.payload)]
-                result = self._writer.write([msg])
-            for i, v in enumerate((result.messages, result.readings, result.stored,
-                                   result.quarantined, result.statuses,
-                                   result.unknown_hub_statuses)):
-                totals[i] += v
-        return BatchResult(*totals)
+            self.settler.chunk_interval_s = (None if interval is None
+                                             else int(interval.total_seconds()))
+            self._writer = writer
+        return self._writer
+
+    def _on_result(self, result: BatchResult) -> None:
+        self.counters.add(result)
+        if self._on_batch is not None:
+            self._on_batch(result)
+
+    def _holding(self) -> Holding:
+        """What this ingest holds unacknowledged (for the heartbeat)."""
+        held = self.settler.held()
+        with contextlib.suppress(IndexError):
+            held.append(self._pending[0])
+        oldest = min((m.received_at for m in held), default=None)
+        return Holding(oldest, len(held) + max(len(self._pending) - 1, 0),
+                       self.settler.suspects())
 
     def _ack(self, batch: list[Prepared]) -> None:
         """After the commit: PUBACK each message, and name its readings back to its hub
@@ -334,20 +359,42 @@ class Ingest:
                 self.client.ack(msg.mid, msg.qos)
 
     def _writer_loop(self) -> None:
+        """Take batches and settle them (server.ingest_poison.Settler): every message
+        is stored and acknowledged, or quarantined and acknowledged; an outage holds
+        everything and is retried with back-off."""
+        delay = DB_RETRY_FIRST
+        settler = self.settler
         while True:
-            batch = self._take_batch()
-            if not batch:
-                if self._stopping.is_set():
-                    return
-                continue
-            result = self._write_with_retry(batch)
-            if result is None:  # stopping during an outage: leave them unacked
-                return
-            self._ack(batch)
-            self.counters.add(result)
-            if self._on_batch is not None:
-                self._on_batch(result)
+            # While a backlog is being written part by part, new batches go before
+            # its remaining parts: two transactions a turn, the new one first.
+            busy = settler.busy()
+            batch = self._take_batch(wait_s=0 if busy else settler.next_due())
+            if batch:
+                settler.add(batch, first=True)
+            elif not busy and self._stopping.is_set():
+                return  # suspects still set aside stay unacknowledged
+            ok = settler.drain(max_transactions=2)
+            self._sync_counters()
             self._maybe_log()
+            if ok:
+                delay = DB_RETRY_FIRST
+                continue
+            err = settler.last_outage
+            self.counters.db_errors += 1
+            first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            log.warning("database unavailable (%s); retrying in %.1f s with %d message(s) "
+                        "held unacknowledged", first_line, delay, len(settler.held()))
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+            if self._stopping.wait(delay):
+                return  # stopping during an outage: leave them unacked
+            delay = min(delay * 2, DB_RETRY_MAX)
+
+    def _sync_counters(self) -> None:
+        stats, c = self.settler.stats, self.counters
+        c.refusals, c.suspects_set_aside = stats.refusals, stats.set_aside
+        c.suspects_recognised, c.poison_quarantined = stats.recognised, stats.poison_quarantined
 
     def _maybe_log(self) -> None:
         now = time.monotonic()
@@ -362,8 +409,11 @@ class Ingest:
     # -- lifecycle ---------------------------------------------------------------
     def start(self, *, wait_subscribed: float | None = 30.0) -> None:
         """Connect to the database and the broker and start the threads."""
-        self._writer = BatchWriter.connect(self.config.database_url,
-                                           quota=self.config.quarantine_quota)
+        writer = self._connected_writer()
+        # Known suspects before the first message, so a redelivered one is recognised.
+        self.settler.book.refresh(writer.conn)
+        writer.conn.commit()
+        self._heartbeat.start()
         self._writer_thread = threading.Thread(target=self._writer_loop,
                                                name="homeward-ingest-writer", daemon=True)
         self._writer_thread.start()
@@ -386,6 +436,7 @@ class Ingest:
             self._writer_thread.join(timeout)
         self.client.disconnect()
         self.client.loop_stop()
+        self._heartbeat.stop()
         if self._writer is not None:
             self._writer.close()
             self._writer = None
