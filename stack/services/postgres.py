@@ -189,10 +189,9 @@ class PostgresServer:
             os.chown(self._hba_file, self._os_user.pw_uid, self._os_user.pw_gid)
 
     def _require_passwords(self) -> None:
-        """A cluster made without passwords: give ``user`` its password (still trusted
-        now), then require passwords from everyone and reload."""
-        with psycopg.connect(self.url_for(self.user, None, "postgres"),
-                             autocommit=True) as conn:
+        """A cluster made without passwords: give ``user`` its password (trust still
+        lets it in), then require passwords from everyone and reload."""
+        with psycopg.connect(self.admin_url(), autocommit=True) as conn:
             conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
                 sql.Identifier(self.user), sql.Literal(self.password)))
         self._write_hba()
