@@ -20,8 +20,15 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
-from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from axe_playwright_python.sync_playwright import Axe  # type: ignore[import-untyped]
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    ViewportSize,
+    expect,
+    sync_playwright,
+)
 
 from alerts.lifecycle import apply_finding
 from alerts.model import Finding, Severity, WindowReading
@@ -32,12 +39,14 @@ from server import admin
 from tests.api_support import running_api
 from tests.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
 
-pytestmark = [pytest.mark.integration, pytest.mark.browser]
+# one worker, one seeded clinic and one server for the whole module
+pytestmark = [pytest.mark.integration, pytest.mark.browser,
+              pytest.mark.xdist_group("dashboard-pages")]
 
 PASSWORD = "a long enough test password"
 SHOTS = Path("/tmp/shots")
-DESKTOP = {"width": 1280, "height": 800}
-TABLET = {"width": 768, "height": 1024}
+DESKTOP = ViewportSize(width=1280, height=800)
+TABLET = ViewportSize(width=768, height=1024)
 
 
 @dataclass
@@ -49,6 +58,7 @@ class Clinic:
     dora_alert: int
     harry_alert: int
     sam_alert: int
+    kim_alert: int  # district nursing, amber: the keyboard test's to acknowledge
 
 
 def _reading(conn: psycopg.Connection[Any], patient: int, hub: str, device: str, kind: str,
@@ -137,7 +147,12 @@ def seed_clinic(url: str) -> Clinic:
         harry_alert = _open_alert(conn, harry, "hf_weight_change", "heart-failure",
                                   Severity.AMBER, "Weight up 2.4 kg in 3 days", weights,
                                   now - timedelta(days=1, hours=9))
-    return Clinic(url, dora, harry, sam, dora_alert, harry_alert, sam_alert)
+        kim = admin.create_patient(conn, display_name="Kim Keyboard", teams=["district-nursing"])
+        temp = _reading(conn, kim, "hub-dora", "C4:7C:8D:00:00:01", "temperature",
+                        now - timedelta(hours=5), {"body_temperature": 38.4})
+        kim_alert = _open_alert(conn, kim, "news2", "district-nursing", Severity.AMBER,
+                                "NEWS2 5 (partial)", [temp], now - timedelta(hours=5))
+    return Clinic(url, dora, harry, sam, dora_alert, harry_alert, sam_alert, kim_alert)
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +177,7 @@ def browser() -> Iterator[Browser]:
 
 
 def _signed_in(browser: Browser, base: str, username: str,
-               viewport: dict[str, int] = DESKTOP) -> tuple[BrowserContext, Page]:
+               viewport: ViewportSize = DESKTOP) -> tuple[BrowserContext, Page]:
     context = browser.new_context(viewport=viewport, timezone_id="Europe/London",
                                   locale="en-GB")
     page = context.new_page()
@@ -186,12 +201,14 @@ def test_nurse_a_sees_only_her_teams_alerts_and_patients(browser: Browser,
     try:
         page.goto(base + "/queue")
         rows = page.locator("#alerts tbody tr[data-alert-id]")
-        expect(rows).to_have_count(2)
+        expect(rows).to_have_count(3)
         ids = [int(r.get_attribute("data-alert-id") or 0) for r in rows.all()]
-        # attention order: both red; the oldest unacknowledged first
-        assert ids == [world.dora_alert, world.sam_alert]
+        # attention order: red before amber (within a severity, unacknowledged and oldest
+        # first: tests/test_dashboard_pages.py::test_the_queue_is_in_attention_order)
+        assert set(ids[:2]) == {world.dora_alert, world.sam_alert}
+        assert ids[2] == world.kim_alert
         expect(page.locator("#counts [data-severity=red]")).to_have_text("2")
-        expect(page.locator("#counts [data-severity=amber]")).to_have_text("0")
+        expect(page.locator("#counts [data-severity=amber]")).to_have_text("1")
         expect(page.locator("#alerts")).not_to_contain_text("Harry Heart")
         first = page.locator(f"#alert-{world.dora_alert}")
         expect(first).to_contain_text("192/110 mmHg")
@@ -202,7 +219,7 @@ def test_nurse_a_sees_only_her_teams_alerts_and_patients(browser: Browser,
 
         page.goto(base + "/caseload")
         names = page.locator("#caseload tbody tr[data-patient-id] td:nth-child(2) a")
-        expect(names).to_have_text(["Dora District", "Sam Shared"], ignore_case=False)
+        expect(names).to_have_text(["Dora District", "Sam Shared", "Kim Keyboard"])
 
         for path in (f"/patients/{world.harry}", f"/alerts/{world.harry_alert}"):
             response = page.goto(base + path)
@@ -347,5 +364,122 @@ def test_a_personal_threshold_set_on_the_patient_page_is_drawn_and_kept_with_its
         assert row is not None
         assert row[0]["when"]["any"][0] == {"metric": "systolic", "op": ">=", "value": 170}
         assert row[1:] == ("Known hypertensive; GP asked for 170", True)
+    finally:
+        context.close()
+
+
+def test_the_queue_is_in_attention_order(clinic: tuple[Clinic, str]) -> None:
+    """Red before amber; within a severity unacknowledged before acknowledged, then the
+    longest wait first."""
+    from server import triage
+    from server.access import load_scope
+
+    world, _ = clinic
+    with psycopg.connect(world.url, autocommit=True) as conn:
+        ada = conn.execute("SELECT id FROM clinician WHERE username = 'ada'").fetchone()
+        assert ada is not None
+        scope = load_scope(conn, int(ada[0]))
+        assert scope is not None
+        rows = triage.queue(conn, scope)
+    keys = [(triage.SEVERITIES.index(r["severity"]), r["state"] == "acknowledged",
+             r["opened_at"]) for r in rows]
+    assert len(rows) == 4 and keys == sorted(keys)
+    assert triage.counts(rows) == {"red": 2, "amber": 2, "info": 0}
+
+
+def test_caseload_filters_and_sorts_with_severity_in_words(
+        browser: Browser, clinic: tuple[Clinic, str]) -> None:
+    _, base = clinic
+    context, page = _signed_in(browser, base, "anna")
+    try:
+        names = page.locator("#caseload tbody tr[data-patient-id] td:nth-child(2) a")
+        page.goto(base + "/caseload")
+        page.get_by_label("Name or NHS number").fill("9434765828")
+        page.get_by_role("button", name="Filter").click()
+        expect(names).to_have_text(["Sam Shared"])
+        page.goto(base + "/caseload")
+        page.get_by_role("link", name="Patient").click()
+        expect(names).to_have_text(["Dora District", "Kim Keyboard", "Sam Shared"])
+        expect(page.locator("th[aria-sort=ascending]")).to_have_text("Patient ▲")
+        page.get_by_role("link", name="Patient").click()
+        expect(names).to_have_text(["Sam Shared", "Kim Keyboard", "Dora District"])
+        page.get_by_label("Highest open alert").select_option("amber")
+        page.get_by_role("button", name="Filter").click()
+        expect(names).to_have_text(["Kim Keyboard"])
+        expect(page.locator("#caseload tbody tr").first.locator(".sev")).to_have_text("amber")
+    finally:
+        context.close()
+
+
+def test_hubs_are_for_admins(browser: Browser, clinic: tuple[Clinic, str]) -> None:
+    _, base = clinic
+    context, page = _signed_in(browser, base, "ada")
+    try:
+        page.goto(base + "/hubs")
+        sam = page.locator("#hubs tr[data-hub-id=hub-sam]")
+        expect(sam).to_contain_text("online")
+        expect(sam).to_contain_text("14 % low")
+        expect(sam.locator("td.num")).to_have_text("3")
+        expect(page.locator("#hubs tr[data-hub-id=hub-harry]")).to_contain_text("offline")
+        expect(page.locator("#hubs tr[data-hub-id=hub-harry]")).to_contain_text("7 h ago")
+    finally:
+        context.close()
+    context, page = _signed_in(browser, base, "anna")
+    try:
+        expect(page.get_by_role("link", name="Hubs")).to_have_count(0)
+        response = page.goto(base + "/hubs")
+        assert response is not None and response.status == 403
+        expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
+    finally:
+        context.close()
+
+
+def test_a_nurse_acknowledges_by_keyboard_alone(browser: Browser,
+                                               clinic: tuple[Clinic, str]) -> None:
+    world, base = clinic
+    context, page = _signed_in(browser, base, "anna", viewport=TABLET)
+    try:
+        page.goto(base + "/queue")
+        target = page.locator(f"#alert-{world.kim_alert}").get_by_role(
+            "button", name=re.compile("^Acknowledge"))
+        for _ in range(60):
+            page.keyboard.press("Tab")
+            if target.evaluate("el => el === document.activeElement"):
+                break
+        else:
+            pytest.fail("Tab never reached the acknowledge button")
+        page.keyboard.press("Enter")
+        expect(page.locator(f"#alert-{world.kim_alert} [data-col=state]")).to_contain_text(
+            "acknowledged by Anna Ahmed")
+        _shot(page, "queue-keyboard-768")
+    finally:
+        context.close()
+
+
+def test_pages_work_under_a_strict_content_security_policy(
+        browser: Browser, clinic: tuple[Clinic, str]) -> None:
+    """No inline script or style: the patient page still draws its charts when the
+    browser refuses everything but the server's own files (issue 11 will send this)."""
+    world, base = clinic
+    context, page = _signed_in(browser, base, "anna")
+    policy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:"
+    refused: list[str] = []
+    strict_pages: list[str] = []
+    page.on("console", lambda m: refused.append(m.text)
+            if "Content Security Policy" in m.text else None)
+
+    def strict(route: Any) -> None:
+        strict_pages.append(route.request.url)
+        response = route.fetch()
+        route.fulfill(response=response,
+                      headers={**response.headers, "content-security-policy": policy})
+
+    try:
+        page.route(re.compile(r"/(patients|alerts)/\d+"), strict)
+        for path in (f"/patients/{world.sam}", f"/alerts/{world.dora_alert}"):
+            page.goto(base + path)
+            expect(page.locator("figure[data-chart]").first).to_have_attribute(
+                "data-thresholds-drawn", re.compile(r"[1-9]"))
+        assert len(strict_pages) == 2 and refused == []
     finally:
         context.close()
