@@ -135,6 +135,14 @@ def test_a_message_over_the_chunk_cap_is_written_in_parts_of_at_most_32_chunks()
     assert groups[-1][-2:] == live  # the live messages share the last transaction
 
 
+def test_the_private_postgresql_has_the_lock_slots_the_arithmetic_assumes(db_url: str) -> None:
+    """docs/ingest.md: 256 x 200 = 51,200 slots, room for four ingests at 32 new chunks
+    (544 slots) each and an 8-year export at once."""
+    locks = int(scalar(db_url, "SHOW max_locks_per_transaction"))
+    connections = int(scalar(db_url, "SHOW max_connections"))
+    assert locks * connections >= 51_200
+
+
 # -- the real ingest ----------------------------------------------------------------
 
 IngestFactory = Callable[..., Ingest]

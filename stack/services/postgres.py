@@ -150,6 +150,9 @@ class PostgresServer:
             "listen_addresses = '127.0.0.1'",
             f"unix_socket_directories = '{self.data_dir}'",
             "max_connections = 200",
+            # Lock table: 256 x 200 = 51,200 slots (16.7 MB); the ingest's
+            # transactions take at most 32 chunks x 17 = 544 (docs/ingest.md).
+            "max_locks_per_transaction = 256",
             "shared_buffers = 128MB",
             "timezone = 'UTC'",
             "log_min_messages = warning",
