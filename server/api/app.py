@@ -14,12 +14,13 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from psycopg_pool import ConnectionPool, PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from homeward import __version__
 from homeward.settings import Settings, get_settings
 from server.api.alert_events import AlertEvents
 from server.api.deps import Problem
-from server.api.limits import BodySizeLimit, validation_error
+from server.api.limits import BodySizeLimit, unreadable_body, validation_error
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None, *, pool_max_size: int = 10) -> 
     app.state.settings = s
     app.add_middleware(BodySizeLimit, max_bytes=s.api_max_body_bytes)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, unreadable_body)
     app.state.templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 

@@ -77,9 +77,5 @@ class Problem(BaseModel):
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "no valid bearer token or session cookie"},
 }
-#: OpenAPI ``responses=`` of every route that reads a JSON body.
-BAD_BODY: dict[int | str, dict[str, Any]] = {
-    400: {"model": Problem, "description": "the body could not be read (not UTF-8)"},
-}
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem,
                                                     "description": "no such resource"}}

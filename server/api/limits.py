@@ -1,4 +1,5 @@
-"""Request limits: bodies over a size answer 413 unread; 422s never echo large input.
+"""Request limits: bodies over a size answer 413 unread; 422s never echo large input;
+a JSON body that is not UTF-8 is a 422 like other malformed JSON (not FastAPI's 400).
 
 ``BodySizeLimit`` is a pure ASGI middleware (no buffering, no Starlette
 request object), so it holds for every route, the ones added later included:
@@ -17,8 +18,10 @@ from typing import Any
 import orjson
 from fastapi import HTTPException, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: Longest ``input`` (characters of its JSON form) a 422 echoes back; longer is summarised.
@@ -108,6 +111,17 @@ def _trimmed(error: Any) -> Any:
     if isinstance(out.get("ctx"), dict):
         out["ctx"] = {k: _short(v) for k, v in out["ctx"].items()}
     return out
+
+
+async def unreadable_body(request: Request, exc: Exception) -> Response:
+    """A JSON body that is not UTF-8 is a 422 like any other malformed JSON (FastAPI
+    answers 400 for it, a status no route documents); other HTTP errors as usual."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+        return JSONResponse({"detail": [{"loc": ["body"], "type": "json_invalid",
+                                         "msg": "the body is not UTF-8 JSON"}]},
+                            status_code=422)
+    return await http_exception_handler(request, exc)
 
 
 async def validation_error(request: Request, exc: Exception) -> JSONResponse:

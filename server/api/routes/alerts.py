@@ -15,7 +15,7 @@ from alerts import store
 from alerts.model import ACTIVE_STATES, CLOSED_STATES, OUTCOMES
 from server.access import alert_condition
 from server.api.alert_events import OVERFLOW, AlertEvents, StreamLimit, Subscription
-from server.api.deps import AUTH_RESPONSES, BAD_BODY, NOT_FOUND, PoolDep, Problem, SessionDep
+from server.api.deps import AUTH_RESPONSES, NOT_FOUND, PoolDep, Problem, SessionDep
 from server.api.scope import AlertAccess, ListAccess, StreamScope
 from server.api.types import DbId, Text
 
@@ -131,7 +131,7 @@ def get_alert(alert_id: DbId, conn: SessionDep, access: AlertAccess) -> dict[str
 
 
 @router.post("/{alert_id}/acknowledge", summary="Take the alert (409 if already resolved)",
-             responses={**AUTH_RESPONSES, **NOT_FOUND, **CONFLICT, **BAD_BODY})
+             responses={**AUTH_RESPONSES, **NOT_FOUND, **CONFLICT})
 def acknowledge(alert_id: DbId, conn: SessionDep, access: AlertAccess,
                 body: AcknowledgeBody | None = None) -> dict[str, Any]:
     return store.acknowledge(conn, alert_id, clinician_id=access.scope.clinician_id,
@@ -139,7 +139,7 @@ def acknowledge(alert_id: DbId, conn: SessionDep, access: AlertAccess,
 
 
 @router.post("/{alert_id}/resolve", summary="Close the alert with an outcome (409 if closed)",
-             responses={**AUTH_RESPONSES, **NOT_FOUND, **CONFLICT, **BAD_BODY})
+             responses={**AUTH_RESPONSES, **NOT_FOUND, **CONFLICT})
 def resolve(alert_id: DbId, body: ResolveBody, conn: SessionDep,
             access: AlertAccess) -> dict[str, Any]:
     return store.resolve(conn, alert_id, clinician_id=access.scope.clinician_id,
