@@ -1,4 +1,4 @@
-"""``homeward bench ingest|alerts|edge|sim-racp``: figures with the command that made them."""
+"""``homeward bench ingest|alerts|api|edge|sim-racp``: figures with the command that made them."""
 
 from __future__ import annotations
 
@@ -50,6 +50,35 @@ def register(bench: typer.Typer) -> None:
 
         run_bench(readings=readings, patients=patients, rate=rate, seconds=seconds,
                   alert_every=alert_every, database_url=database_url, echo=typer.echo)
+
+    @bench.command("api")
+    def bench_api(
+        requests: Annotated[int, typer.Option(min=5, help="timed requests per figure")] = 50,
+        warmup: Annotated[int, typer.Option(min=0, help="untimed requests first")] = 3,
+        database_url: Annotated[str | None, typer.Option(
+            "--database-url", help="use (and seed once) this database instead of a private "
+                                   "PostgreSQL")] = None,
+        keep: Annotated[Path | None, typer.Option(
+            help="keep the private PostgreSQL in this folder; a second run reuses it "
+                 "without seeding")] = None,
+        plain: Annotated[bool, typer.Option(
+            help="a private PostgreSQL without TimescaleDB even when it is installed")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    ) -> None:
+        """Caseload, triage queue and chart series p50/p95 on 2,000 patients x 90 days
+        through the real `homeward serve`, and the access audit's cost per request."""
+        import orjson
+
+        from bench.api import ApiBenchOptions, render, run
+
+        opts = ApiBenchOptions(requests=requests, warmup=warmup, database_url=database_url,
+                               keep=keep, plain=plain, as_json=as_json)
+        result = run(opts, echo=None if as_json else typer.echo)
+        if as_json:
+            typer.echo(orjson.dumps(result).decode())
+        else:
+            for line in render(result):
+                typer.echo(line)
 
     @bench.command("edge")
     def bench_edge(

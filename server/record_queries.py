@@ -280,6 +280,13 @@ def series(conn: Conn, patient_id: int, *, kind: str, metric: str, start: dateti
             " ORDER BY taken_at LIMIT 20000").format(v=value)
         rows = conn.execute(query, (patient_id, kind, start, end, metric)).fetchall()
         points = [{"t": t.isoformat(), "v": v} for t, v in rows]
+    elif (window := _rollup_window(conn, metric, start, end)) is not None:
+        width = "1 hour" if chosen == "hour" else "1 day"
+        rows = conn.execute(_rollup_query(metric, width), {
+            "p": patient_id, "k": kind, "m": metric, "start": start, "end": end,
+            "h0": window[0], "h1": window[1]}).fetchall()
+        points = [{"t": t.isoformat(), "min": lo, "mean": mean, "max": hi, "n": n}
+                  for t, lo, mean, hi, n in rows]
     else:
         width = "1 hour" if chosen == "hour" else "1 day"
         query = sql.SQL(
@@ -293,6 +300,55 @@ def series(conn: Conn, patient_id: int, *, kind: str, metric: str, start: dateti
     return {"patient_id": patient_id, "kind": kind, "metric": metric,
             "from": start.isoformat(), "to": end.isoformat(), "resolution": chosen,
             "points": points}
+
+
+#: The metrics ``reading_metric_hourly`` (migration 0210) keeps a rollup of.
+ROLLUP_METRICS = frozenset({"systolic", "diastolic", "mean_arterial", "pulse_rate", "spo2",
+                            "perfusion_index", "body_temperature", "body_weight",
+                            "blood_glucose", "respiratory_rate"})
+
+
+def _rollup_window(conn: Conn, metric: str, start: datetime, end: datetime
+                   ) -> tuple[datetime, datetime] | None:
+    """The whole UTC hours of [start, end) that the hourly rollup answers, or None when
+    it cannot: an unknown metric, no whole hour, or plain PostgreSQL (where the rollup
+    is a view over the raw readings, no faster than reading them)."""
+    if metric not in ROLLUP_METRICS or start.tzinfo is None or end.tzinfo is None:
+        return None
+    first = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    if first < start:
+        first += timedelta(hours=1)
+    last = end.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    if first >= last:
+        return None
+    row = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname ="
+                       " 'timescaledb') AND to_regclass('reading_metric_hourly') IS NOT NULL"
+                       ).fetchone()
+    return (first, last) if row is not None and row[0] else None
+
+
+def _rollup_query(metric: str, width: str) -> sql.Composed:
+    """The same buckets as the raw aggregate: whole hours [h0, h1) from the rollup, the
+    partial hours at either end from raw readings, then grouped by ``width``.  Counts,
+    minima and maxima are exact; the mean is the sum over the count of numbers (the
+    same division ``avg`` makes, summed in a different order)."""
+    column = {part: sql.Identifier(f"{metric}_{part}")
+              for part in ("n", "numbers", "sum", "min", "max")}
+    return sql.SQL(
+        "WITH parts AS ("
+        " SELECT bucket AS h, {n} AS n, {numbers} AS numbers, {sum} AS s, {min} AS lo,"
+        "  {max} AS hi FROM reading_metric_hourly"
+        "  WHERE patient_id = %(p)s AND kind = %(k)s AND bucket >= %(h0)s"
+        "  AND bucket < %(h1)s AND {n} > 0"
+        " UNION ALL"
+        " SELECT taken_at, 1, CASE WHEN v IS NULL THEN 0 ELSE 1 END, v, v, v FROM ("
+        "  SELECT taken_at, (\"values\"->>%(m)s)::float8 AS v FROM reading"
+        "   WHERE patient_id = %(p)s AND kind = %(k)s AND \"values\" ? %(m)s"
+        "   AND ((taken_at >= %(start)s AND taken_at < %(h0)s)"
+        "     OR (taken_at >= %(h1)s AND taken_at < %(end)s))) r)"
+        " SELECT date_bin({w}::interval, h, timestamptz '2000-01-01') AS t, min(lo),"
+        " sum(s) / NULLIF(sum(numbers), 0), max(hi), sum(n)::bigint"
+        " FROM parts GROUP BY 1 ORDER BY 1").format(w=sql.Literal(width), **column)
 
 
 # -- timeline ---------------------------------------------------------------------------
