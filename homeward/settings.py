@@ -44,8 +44,8 @@ class Settings(BaseSettings):
     #: a year-long backlog drains, a device clock at 0001-01-01 or 1970 does not).
     ingest_max_reading_age_days: int = Field(default=400, ge=1)
     #: Distinct UTC days one message may span, else it is refused whole
-    #: (homeward.wire.MAX_DAYS_PER_MESSAGE: the lock arithmetic for 1-day chunks).
-    ingest_max_days_per_message: int = Field(default=32, ge=1)
+    #: (homeward.wire.MAX_DAYS_PER_MESSAGE: the default age window, 400 + 2 days).
+    ingest_max_days_per_message: int = Field(default=402, ge=1)
     #: Rejects kept in full per hub and hour; beyond either bound they are counted in
     #: quarantine_hourly and only 1 in ``ingest_quarantine_sample_every`` is kept, as a
     #: short preview (server.ingest_writer).

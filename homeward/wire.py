@@ -56,20 +56,21 @@ MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 #: spare; anything older is a wrong device clock (0001-01-01, 1970-01-01, a
 #: cuff reset to 2005), not a measurement anyone will act on.
 MAX_READING_AGE = timedelta(days=400)
-#: One message may span at most this many distinct UTC days.  With TimescaleDB
-#: each day of ``reading`` is a chunk (0002_timescale.sql, 1-day chunks) and an
-#: INSERT takes a lock on each chunk it touches and on each of its 3 indexes:
-#: 4 locks a chunk, so a message at the limit needs about 4 x 32 = 128 of the
-#: 64 x (100 + 0) = 6,400 lock slots of a default server
-#: (max_locks_per_transaction x (max_connections + max_prepared_transactions)),
-#: 2%, where 5,000 days needed 20,000 and stopped the ingest.  A hub sends its
-#: outbox oldest first in batches of 500 (edge/settings.py): even a patient
-#: taking only a daily weight spans 500 days only after 500 days away, which the
-#: age bound refuses anyway; 6 readings a day span 84 days.  So 32 is kept for
-#: the edge's batches of a month, and the edge splits nothing: a message over
-#: the limit is refused whole (each item quarantined with the reason, and named
-#: in the stored-ack so the hub stops sending it).
-MAX_DAYS_PER_MESSAGE = 32
+#: One message may span at most this many distinct UTC days: a backstop on the
+#: work one message can cost.  With TimescaleDB each chunk interval of
+#: ``reading`` is a chunk, and creating one takes some 17 lock slots until COMMIT
+#: (measured, server/ingest_chunks.py); 5,000 readings on 5,000 days asked for
+#: ~85,000 slots of a default server's 12,800 and stopped the ingest.  The
+#: writer now splits a message into transactions of at most 32 chunks
+#: (server.ingest_chunks.MAX_CHUNKS_PER_TRANSACTION); this limit bounds how many
+#: such transactions one message costs (402 days: 13 with 1-day chunks).  It is
+#: the whole age window (400 days and the partial days at both ends), so a
+#: message the age bound accepts is never refused for its days: a hub sends its
+#: outbox oldest first in batches of 500 (edge/settings.py), and a patient who
+#: takes one weight a day fills a batch with 500 days.  A message over it (only
+#: possible with a larger age bound) is refused whole: each item quarantined with
+#: the reason and named in the stored-ack, so the hub stops sending it.
+MAX_DAYS_PER_MESSAGE = MAX_READING_AGE.days + 2
 #: RFC 3339 section 5.6 ``date-time``: full date, ``T``, full time, fraction
 #: optional, and a zone that is ``Z`` or a numeric offset (never absent).
 _rfc3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from homeward.wire import MAX_DAYS_PER_MESSAGE, format_time, readings_topic
+from homeward.wire import ReadingBounds, format_time, readings_topic
 from server.ingest import Ingest, IngestConfig
 from server.ingest_writer import QuarantineQuota, within_quota
 from server.migrate import migrate
@@ -190,8 +190,6 @@ def test_one_item_with_an_overflowing_time_quarantines_only_itself_and_the_rest_
 def test_taken_at_before_the_lower_bound_is_quarantined_with_a_reason(
         db_url: str, mosquitto: MosquittoServer, publisher: Publisher,
         acks: StoredAcks) -> None:
-    from homeward.wire import ReadingBounds
-
     service = start_ingest(db_url, mosquitto.port,
                            bounds=ReadingBounds(max_age=timedelta(days=30)))
     try:
@@ -207,20 +205,25 @@ def test_taken_at_before_the_lower_bound_is_quarantined_with_a_reason(
 
 
 def test_a_message_over_the_distinct_days_limit_is_quarantined_whole_and_stored_acked(
-        db_url: str, ingest: Ingest, publisher: Publisher, acks: StoredAcks) -> None:
-    now = datetime.now(UTC)
-    spread = [reading(taken_at=now - timedelta(days=n, hours=1))
-              for n in range(MAX_DAYS_PER_MESSAGE + 1)]
-    publisher.publish(readings_topic("hub-spread"), spread)
-    other_hub = reading()
-    publisher.publish(readings_topic("hub-calm"), other_hub)
-    wait_for(lambda: acks.named(*(r["id"] for r in spread)), what="stored-acks of the spread")
-    wait_for(lambda: stored_ids(db_url) == [other_hub["id"]])
+        db_url: str, mosquitto: MosquittoServer, publisher: Publisher,
+        acks: StoredAcks) -> None:
+    service = start_ingest(db_url, mosquitto.port, bounds=ReadingBounds(max_days_per_message=5))
+    try:
+        now = datetime.now(UTC)
+        spread = [reading(taken_at=now - timedelta(days=n, hours=1)) for n in range(6)]
+        publisher.publish(readings_topic("hub-spread"), spread)
+        other_hub = reading()
+        publisher.publish(readings_topic("hub-calm"), other_hub)
+        wait_for(lambda: acks.named(*(r["id"] for r in spread)),
+                 what="stored-acks of the spread")
+        wait_for(lambda: stored_ids(db_url) == [other_hub["id"]])
+    finally:
+        service.stop()
     quarantined = rows(db_url, "SELECT item_index, reason, item->>'id' FROM quarantine"
                                " ORDER BY item_index")
     assert [q[0] for q in quarantined] == list(range(len(spread)))
     assert [q[2] for q in quarantined] == [r["id"] for r in spread]
-    assert all(f"spans {len(spread)} distinct UTC days" in q[1] for q in quarantined)
+    assert all("spans 6 distinct UTC days, more than the 5" in q[1] for q in quarantined)
 
 
 def test_quarantine_quota_per_hub_counts_and_samples(

@@ -268,16 +268,30 @@ def test_a_time_that_overflows_is_an_item_reject_and_the_rest_of_the_batch_is_ke
 
 
 def test_a_message_over_the_distinct_days_limit_is_refused_whole_with_a_reason() -> None:
-    day = timedelta(days=1)
-    at_limit = [_reading(taken_at=format_time(NOW - n * day)) for n in range(MAX_DAYS_PER_MESSAGE)]
-    assert len(decode_readings(orjson.dumps(at_limit), now=NOW).readings) == MAX_DAYS_PER_MESSAGE
+    day, limit = timedelta(days=1), 5
+    bounds = ReadingBounds(max_days_per_message=limit)
+    at_limit = [_reading(taken_at=format_time(NOW - n * day)) for n in range(limit)]
+    assert len(decode_readings(orjson.dumps(at_limit), now=NOW, bounds=bounds).readings) == limit
     same_day = [_reading(taken_at=format_time(NOW - timedelta(minutes=n))) for n in range(600)]
-    assert len(decode_readings(orjson.dumps(same_day), now=NOW).readings) == 600
-    over = [*at_limit, _reading(taken_at=format_time(NOW - MAX_DAYS_PER_MESSAGE * day)),
-            {"not": "a reading"}]
-    decoded = decode_readings(orjson.dumps(over), now=NOW)
+    assert len(decode_readings(orjson.dumps(same_day), now=NOW, bounds=bounds).readings) == 600
+    over: list[dict[str, object]] = [*at_limit, _reading(taken_at=format_time(NOW - limit * day)),
+                                     {"not": "a reading"}]
+    decoded = decode_readings(orjson.dumps(over), now=NOW, bounds=bounds)
     assert decoded.readings == []
     assert [r.index for r in decoded.rejects] == list(range(len(over)))
-    assert all("distinct UTC days" in r.reason for r in decoded.rejects[:-1])
+    assert all("spans 6 distinct UTC days" in r.reason for r in decoded.rejects[:-1])
     assert decoded.rejects[-1].item == {"not": "a reading"}  # its own reason stays
     assert [r.item["id"] for r in decoded.rejects[:-1]] == [i["id"] for i in over[:-1]]
+
+
+def test_the_default_days_limit_never_refuses_a_message_the_age_bound_accepts() -> None:
+    """A daily weight for the whole age window, in one message, with both partial days."""
+    oldest = NOW - timedelta(days=400) + timedelta(minutes=1)
+    days = [oldest + timedelta(days=n) for n in range(401)] + [NOW + timedelta(minutes=9)]
+    late = datetime(2026, 11, 22, 23, 55, tzinfo=UTC)  # 10 minutes before midnight
+    for now in (NOW, late):
+        shift = now - NOW
+        items = [_reading(taken_at=format_time(t + shift)) for t in days]
+        decoded = decode_readings(orjson.dumps(items), now=now)
+        assert decoded.rejects == [] and len(decoded.readings) == len(items)
+    assert MAX_DAYS_PER_MESSAGE == 402
