@@ -141,6 +141,18 @@ def seed_clinic(url: str) -> Clinic:
                       {"systolic": 192, "diastolic": 110, "mean_arterial": 137, "pulse_rate": 71})
         dora_alert = _open_alert(conn, dora, "bp_severe", "district-nursing", Severity.RED,
                                  "Severe hypertension 192/110", [bp], now - timedelta(hours=2))
+        # the alert's e-mail: refused once by the mail server, then delivered
+        sent = conn.execute(
+            "INSERT INTO notification (alert_id, channel, target, team_id, level, reason,"
+            " idempotency_key, payload, state, attempts, created_at, next_attempt_at,"
+            " delivered_at) VALUES (%s, 'email', 'dn@example.org', 'district-nursing', 0,"
+            " 'opened', 'dora-1', '{}', 'delivered', 2, %s, %s, %s) RETURNING id",
+            (dora_alert, now - timedelta(hours=2), now, now - timedelta(minutes=110))).fetchone()
+        assert sent is not None
+        conn.execute("INSERT INTO notification_attempt (notification_id, at, ok, duration_ms,"
+                     " error) VALUES (%s, %s, false, 41.5, '451 4.7.1 try again later'),"
+                     " (%s, %s, true, 38.2, NULL)",
+                     (sent[0], now - timedelta(hours=2), sent[0], now - timedelta(minutes=110)))
         weights = [_reading(conn, harry, "hub-harry", "C4:7C:8D:00:00:02", "weight",
                             now - timedelta(days=d, hours=9), {"body_weight": w})
                    for d, w in [(3, 81.0), (2, 81.9), (1, 83.4)]]
@@ -535,5 +547,68 @@ def test_a_status_change_from_the_patient_page_lands_on_the_timeline(
         expect(page.locator("dl.facts")).to_contain_text("expected back")
         expect(page.locator("#timeline")).to_contain_text("Staying with her daughter")
         expect(page.locator("#timeline li").first).to_contain_text("by Anna Ahmed")
+    finally:
+        context.close()
+
+
+def test_a_new_alert_appears_live_in_attention_order_and_is_announced(
+        browser: Browser, clinic: tuple[Clinic, str]) -> None:
+    world, base = clinic
+    context, page = _signed_in(browser, base, "anna")
+    try:
+        page.goto(base + "/queue?team=district-nursing")
+        expect(page.locator("#live")).to_have_text("live", timeout=10_000)
+        reds = page.locator("#counts [data-severity=red]")
+        before = int(reds.inner_text())
+        now = datetime.now(UTC)
+        with psycopg.connect(world.url, autocommit=True) as conn:
+            nell = admin.create_patient(conn, display_name="Nell New",
+                                        teams=["district-nursing"])
+            bp = _reading(conn, nell, "hub-dora", "C4:7C:8D:00:00:01", "blood_pressure", now,
+                          {"systolic": 84, "diastolic": 50, "mean_arterial": 61})
+            alert = _open_alert(conn, nell, "bp_low", "district-nursing", Severity.RED,
+                                "Systolic 84 (red)", [bp], now)
+        row = page.locator(f"#alert-{alert}")
+        expect(row).to_contain_text("Nell New", timeout=10_000)
+        expect(row).to_contain_text("84/50 mmHg")
+        expect(reds).to_have_text(str(before + 1))
+        expect(page.locator("#queue-status")).to_have_text("A new alert is in the queue.")
+        # the newest red alert waits least: last among the open reds, before any amber
+        order = [r.get_attribute("data-alert-id") for r in
+                 page.locator("#alerts tbody tr[data-alert-id]").all()]
+        severities = [page.locator(f"#alert-{i}").get_attribute("class") for i in order]
+        assert severities == sorted(severities, key=["red", "amber", "info"].index)
+        open_reds = [i for i in order if page.locator(f"#alert-{i}").get_attribute(
+            "data-state") == "open" and page.locator(f"#alert-{i}").get_attribute(
+            "class") == "red"]
+        assert open_reds[-1] == str(alert)
+    finally:
+        context.close()
+
+
+def test_the_alert_page_says_why_cites_its_source_and_shows_every_attempt(
+        browser: Browser, clinic: tuple[Clinic, str]) -> None:
+    world, base = clinic
+    context, page = _signed_in(browser, base, "anna")
+    try:
+        page.goto(base + f"/alerts/{world.dora_alert}")
+        why = page.locator("section[aria-labelledby=h-rule]")
+        expect(why).to_contain_text(
+            "Raised (red) when systolic ≥ 180 mmHg or diastolic ≥ 120 mmHg.")
+        expect(why.locator(".source")).to_contain_text("NICE NG136")
+        evidence = page.locator("section[aria-labelledby=h-evidence] tbody tr")
+        expect(evidence).to_have_count(1)
+        expect(evidence).to_contain_text("192/110 mmHg, pulse 71/min")
+        chart = page.locator("figure#chart-blood_pressure1")
+        expect(chart).to_have_attribute("data-points", "1")
+        expect(chart).to_have_attribute("data-thresholds-drawn", "2")
+        sent = page.locator("section[aria-labelledby=h-history] table tbody tr")
+        expect(sent).to_have_count(1)
+        expect(sent).to_contain_text("dn@example.org")
+        attempts = sent.locator("td").last.locator(".sub")
+        expect(attempts).to_have_count(2)
+        expect(attempts.first).to_contain_text("failed (42 ms) — 451 4.7.1 try again later")
+        expect(attempts.last).to_contain_text("ok (38 ms)")
+        expect(page.locator("ol.history li").first).to_contain_text("opened")
     finally:
         context.close()
