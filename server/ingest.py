@@ -56,6 +56,7 @@ from typing import Any
 
 import orjson
 import paho.mqtt.client as mqtt
+import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -411,8 +412,12 @@ class Ingest:
         """Connect to the database and the broker and start the threads."""
         writer = self._connected_writer()
         # Known suspects before the first message, so a redelivered one is recognised.
-        self.settler.book.refresh(writer.conn)
-        writer.conn.commit()
+        try:
+            self.settler.book.refresh(writer.conn)
+            writer.conn.commit()
+        except psycopg.Error as err:  # e.g. migration 0103 not applied yet
+            writer.conn.rollback()
+            log.warning("no suspect messages loaded (%s); run `homeward db migrate`", err)
         self._heartbeat.start()
         self._writer_thread = threading.Thread(target=self._writer_loop,
                                                name="homeward-ingest-writer", daemon=True)
