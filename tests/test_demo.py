@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -67,8 +69,10 @@ class RunningDemo:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDemo]:
-    folder = tmp_path_factory.mktemp("demo")
+def demo() -> Iterator[RunningDemo]:
+    # Not below /tmp/pytest-of-<user>: as root, PostgreSQL runs as its own account, and
+    # any pytest starting meanwhile resets that folder to 0700 (PostgresServer._run).
+    folder = Path(tempfile.mkdtemp(prefix="homeward-demo-test-"))
     api_port = free_port()
     out_file = folder / "demo.out"
     with out_file.open("wb") as out:
@@ -88,6 +92,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDemo]:
         yield running
     finally:
         running.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_demo_end_to_end_with_mosquitto_pub(demo: RunningDemo) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -66,8 +69,19 @@ def test_broker_restart_keeps_port(mosquitto: MosquittoServer) -> None:
     assert mosquitto.is_running() and mosquitto.port == port
 
 
-def test_a_cluster_made_without_passwords_requires_them_once_given_one(tmp_path: Path) -> None:
+@pytest.fixture
+def outside_pytest_tmp() -> Iterator[Path]:
+    """A folder not below /tmp/pytest-of-<user>: as root, PostgreSQL runs as its own
+    account, and any pytest starting meanwhile resets that folder to 0700."""
+    folder = Path(tempfile.mkdtemp(prefix="homeward-test-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_cluster_made_without_passwords_requires_them_once_given_one(
+        outside_pytest_tmp: Path) -> None:
     """A demo state folder from before passwords: its next start switches it over."""
+    tmp_path = outside_pytest_tmp
     old = PostgresServer(tmp_path / "data", durable=False, timescaledb=False)
     old.start()
     old.stop()

@@ -113,6 +113,8 @@ class PostgresServer:
         kwargs: dict[str, object] = {}
         if self._os_user is not None:
             kwargs = {"user": self._os_user.pw_uid, "group": self._os_user.pw_gid}
+            # again each time: another pytest run as root resets /tmp/pytest-of-root to 0700
+            make_traversable(self.data_dir.parent)
         result: subprocess.CompletedProcess[str] = subprocess.run(
             list(args), capture_output=True, text=True, check=False, cwd="/",
             **kwargs,  # type: ignore[call-overload]
