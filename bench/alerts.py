@@ -2,9 +2,13 @@
 its reading's commit, measured through a real ``homeward alerts`` process and PostgreSQL.
 
 1. Throughput: ``readings`` ordinary readings (blood pressure, SpO2, temperature, weight,
-   spread over ``patients`` and a week of history) are stored and queued first, then the
-   engine process starts and drains the queue; readings evaluated per second is the queue
-   drained divided by the time it took (from its first committed batch to empty).
+   spread over ``patients`` and a week of history) are stored first; the engine process
+   starts and goes idle; then all of them are queued in one transaction (with
+   ``NOTIFY evaluation_queue``) and the engine drains the queue.  Readings evaluated per
+   second is the queue drained divided by the time from that commit to an empty queue;
+   CPU a reading is the engine process's CPU time (user + system, all threads, from
+   /proc) over the same span divided by the readings, so the engine's first look at
+   each patient (loading its windows) is counted; PostgreSQL's backends alike.
 2. Latency: with the engine running and idle, readings are offered at ``rate`` per second
    for ``seconds`` in transactions of 10 (as ingest commits them, with
    ``NOTIFY evaluation_queue``); one in ``alert_every`` raises a new alert.  The time
@@ -77,17 +81,15 @@ def _load_readings(conn: psycopg.Connection[Any], pids: list[int], n: int, now: 
                    rng: random.Random) -> None:
     start = now - timedelta(days=7)
     step = timedelta(days=7) / max(n // max(len(pids), 1), 1)
-    with conn.transaction(), conn.cursor() as cur:
-        with cur.copy('COPY reading (id, taken_at, kind, hub_id, patient_id, device, "values",'
-                      " received_at) FROM STDIN") as copy:
-            for i in range(n):
-                pid = pids[i % len(pids)]
-                kind = KINDS[(i // len(pids)) % len(KINDS)]
-                taken = start + step * (i // len(pids)) + timedelta(seconds=rng.random())
-                copy.write_row((uuid.uuid4(), taken, kind, f"hub-{pid}", pid, "AA:BB",
-                                orjson.dumps(_values(kind, rng)).decode(), now))
-        cur.execute("INSERT INTO evaluation_queue (reading_id, taken_at, patient_id, kind)"
-                    " SELECT id, taken_at, patient_id, kind FROM reading ORDER BY taken_at")
+    with conn.transaction(), conn.cursor() as cur, cur.copy(
+            'COPY reading (id, taken_at, kind, hub_id, patient_id, device, "values",'
+            " received_at) FROM STDIN") as copy:
+        for i in range(n):
+            pid = pids[i % len(pids)]
+            kind = KINDS[(i // len(pids)) % len(KINDS)]
+            taken = start + step * (i // len(pids)) + timedelta(seconds=rng.random())
+            copy.write_row((uuid.uuid4(), taken, kind, f"hub-{pid}", pid, "AA:BB",
+                            orjson.dumps(_values(kind, rng)).decode(), now))
 
 
 def _start_engine(url: str, log: Path) -> subprocess.Popen[bytes]:
@@ -96,6 +98,59 @@ def _start_engine(url: str, log: Path) -> subprocess.Popen[bytes]:
                                  url, "--poll", "0.5", "--tick", "3600"],
                                 stdout=out, stderr=subprocess.STDOUT,
                                 env={**os.environ, "HOMEWARD_SMTP_PORT": "1"})
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_seconds(parent: int) -> float:
+    """CPU time of the live children of ``parent`` (PostgreSQL's backends)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _postmaster_pid(pg: Any) -> int | None:
+    pidfile = Path(pg.data_dir) / "postmaster.pid" if pg is not None else None
+    if pidfile is None or not pidfile.exists():
+        return None
+    return int(pidfile.read_text().split()[0])
+
+
+def _wait_listening(conn: psycopg.Connection[Any], engine: subprocess.Popen[bytes],
+                    log: Path) -> None:
+    """Until the engine LISTENs (it has imported, connected and found the queue empty)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity"
+                           " WHERE query = 'LISTEN evaluation_queue'").fetchone()
+        if row and row[0]:
+            break
+        if engine.poll() is not None:
+            raise RuntimeError("the alert engine exited: " + log.read_text()[-2000:])
+        time.sleep(0.05)
+    else:
+        raise RuntimeError("the alert engine did not start listening within 60 s")
+    # then until it is idle (its first, empty, batch and the scheduler tick are done)
+    last = _cpu_seconds(engine.pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        now = _cpu_seconds(engine.pid)
+        if now == last:
+            return
+        last = now
+        if engine.poll() is not None:
+            raise RuntimeError("the alert engine exited: " + log.read_text()[-2000:])
+    raise RuntimeError("the alert engine did not go idle within 60 s")
 
 
 def _queue(conn: psycopg.Connection[Any]) -> int:
@@ -132,25 +187,34 @@ def run_bench(*, readings: int, patients: int, rate: float, seconds: float, aler
                 alerts = max(offered // alert_every, 1)
                 pids = _seed(conn, patients + alerts, now)
                 _load_readings(conn, pids[:patients], readings, now, rng)
-                initial = _queue(conn)
                 engine_log = Path(tmp) / "engine.log"
                 engine = _start_engine(url, engine_log)
-                first: tuple[float, int] | None = None
-                deadline = time.monotonic() + 600
+                _wait_listening(conn, engine, engine_log)
+                postmaster = _postmaster_pid(pg)
+                # the engine is up and idle: from here on its CPU is the evaluation's
+                cpu0 = _cpu_seconds(engine.pid)
+                db0 = _children_cpu_seconds(postmaster) if postmaster else 0.0
+                with conn.transaction():
+                    conn.execute("INSERT INTO evaluation_queue (reading_id, taken_at, patient_id,"
+                                 " kind) SELECT id, taken_at, patient_id, kind FROM reading"
+                                 " ORDER BY taken_at")
+                    conn.execute("NOTIFY evaluation_queue")
+                started = time.monotonic()
+                initial = _queue(conn)
+                deadline = started + 600
                 while time.monotonic() < deadline:
                     left = _queue(conn)
                     t = time.monotonic()
-                    if first is None and left < initial:
-                        first = (t, left)
                     if left == 0:
                         break
                     if engine.poll() is not None:
                         raise RuntimeError("the alert engine exited: "
                                            + engine_log.read_text()[-2000:])
                     time.sleep(0.02)
-                assert first is not None
-                drained_s = t - first[0]
-                throughput = first[1] / drained_s if drained_s > 0 else float("inf")
+                drained_s = t - started
+                engine_cpu = _cpu_seconds(engine.pid) - cpu0
+                db_cpu = (_children_cpu_seconds(postmaster) - db0) if postmaster else None
+                throughput = initial / drained_s if drained_s > 0 else float("inf")
                 opened_bulk = conn.execute("SELECT count(*) FROM alert").fetchone()
 
                 try:
@@ -163,6 +227,10 @@ def run_bench(*, readings: int, patients: int, rate: float, seconds: float, aler
             result = {
                 "readings": readings, "patients": patients,
                 "evaluated_per_s": round(throughput, 1),
+                "engine_cpu_us_per_reading": round(engine_cpu / initial * 1e6, 1),
+                "db_cpu_us_per_reading": (round(db_cpu / initial * 1e6, 1)
+                                          if db_cpu is not None else None),
+                "loadavg": os.getloadavg()[0],
                 "alerts_from_bulk": int(opened_bulk[0]) if opened_bulk else 0,
                 "latency_alerts": len(latencies),
                 "commit_to_alert_p50_ms": round(_percentile(latencies, 0.5) * 1000, 1),
@@ -175,8 +243,11 @@ def run_bench(*, readings: int, patients: int, rate: float, seconds: float, aler
             echo(f"homeward bench alerts --readings {readings} --patients {patients} "
                  f"--rate {rate:g} --seconds {seconds:g} --alert-every {alert_every}")
             echo(f"  evaluated: {result['evaluated_per_s']:,} readings/s "
-                 f"({first[1]:,} readings drained in {drained_s:.2f} s, 9 rules, "
+                 f"({initial:,} readings drained in {drained_s:.2f} s, 9 rules, "
                  f"{result['alerts_from_bulk']} alerts raised)")
+            echo(f"  CPU a reading: engine {result['engine_cpu_us_per_reading']} µs, "
+                 f"PostgreSQL backends {result['db_cpu_us_per_reading']} µs; "
+                 f"load average {result['loadavg']:.2f}")
             echo(f"  commit -> alert visible ({len(latencies)} alerts among {offered:,} readings "
                  f"offered at {rate:g}/s in transactions of 10): "
                  f"p50 {result['commit_to_alert_p50_ms']} ms, "
