@@ -43,6 +43,8 @@ import psycopg
 from alerts.evaluators import evaluate
 from alerts.lifecycle import AlertChange, apply_finding
 from alerts.model import Finding, Rule, WindowReading
+from alerts.partitions import BUCKETS, Partitions, bucket_of
+from alerts.patient_windows import PatientWindows, int_array
 from alerts.ruleset import RuleSet
 from alerts.settings_store import load_settings, rules_for
 from alerts.window import DeviceView, Window
@@ -85,13 +87,15 @@ def _ending_with(rows: list[WindowReading], reading_id: str,
         r for r in own if r.kind in kinds)
 
 
-@dataclass
+@dataclass(slots=True)
 class QueueItem:
     seq: int
     reading_id: str
     taken_at: datetime
     patient_id: int | None
     kind: str
+    values: Any = None
+    flags: tuple[str, ...] = ()
 
 
 @dataclass
@@ -100,9 +104,26 @@ class BatchResult:
     changes: list[AlertChange] = field(default_factory=list)
 
 
+#: Claim a batch: delete its queue rows (the delete commits with the batch's alert changes,
+#: or rolls back with them) and read each reading's values in the same round trip.
+CLAIM = (
+    "WITH claimed AS (DELETE FROM evaluation_queue WHERE seq IN ("
+    " SELECT seq FROM evaluation_queue{where} ORDER BY seq FOR UPDATE SKIP LOCKED LIMIT %s)"
+    " RETURNING seq, reading_id, taken_at, patient_id, kind)"
+    " SELECT c.seq, c.reading_id::text, c.taken_at, c.patient_id, c.kind, r.\"values\", r.flags"
+    " FROM claimed c LEFT JOIN reading r ON r.id = c.reading_id AND r.taken_at = c.taken_at")
+CLAIM_ALL = CLAIM.format(where="")
+CLAIM_BUCKETS = CLAIM.format(
+    where=f" WHERE patient_id IS NULL OR (patient_id % {BUCKETS})::int = ANY(%s::int[])")
+
+
 @dataclass
 class AlertEngine:
-    """Evaluates queued readings against a rule set inside one transaction per batch."""
+    """Evaluates queued readings against a rule set inside one transaction per batch.
+
+    It evaluates the patients of the buckets it holds (:mod:`alerts.partitions`; the
+    default partition 0/1 is every bucket) and keeps their recent readings in memory
+    (:mod:`alerts.patient_windows`)."""
 
     ruleset: RuleSet
     clock: Clock = utcnow
@@ -110,89 +131,142 @@ class AlertEngine:
     batch_size: int = 500
     #: Called with each alert change inside its transaction (the notification layer).
     on_change: Callable[[psycopg.Connection[Any], AlertChange, datetime], None] | None = None
-    _needs_cache: dict[str, dict[str, timedelta]] | None = field(default=None, repr=False)
+    partitions: Partitions = field(default_factory=Partitions)
+    _windows: PatientWindows | None = field(default=None, repr=False)
+    _by_kind: dict[str, list[Rule]] | None = field(default=None, repr=False)
 
-    def _needs(self) -> dict[str, dict[str, timedelta]]:
-        """For each reading kind: the kinds (and how far back) its rules read."""
-        if self._needs_cache is None:
-            needs: dict[str, dict[str, timedelta]] = defaultdict(dict)
-            for rule in self.ruleset.rules:
-                for trigger in rule.reading_kinds:
-                    for read in rule.reading_kinds:
-                        old = needs[trigger].get(read, timedelta(0))
-                        needs[trigger][read] = max(old, rule.window)
-            self._needs_cache = dict(needs)
-        return self._needs_cache
+    def _keep(self) -> dict[str, timedelta]:
+        """For each reading kind: how far back any rule that reads it looks."""
+        keep: dict[str, timedelta] = {}
+        for rule in self.ruleset.rules:
+            for kind in rule.reading_kinds:
+                keep[kind] = max(keep.get(kind, timedelta(0)), rule.window)
+        return keep
+
+    def windows(self) -> PatientWindows:
+        if self._windows is None:
+            self._windows = PatientWindows(self._keep())
+        return self._windows
+
+    def _default_rules(self, kind: str) -> list[Rule]:
+        """The rules a reading of ``kind`` triggers for a patient without personal settings
+        (what ``rules_for`` gives then), sources of inhibitions first."""
+        if self._by_kind is None:
+            base = self.ruleset.sources_first(rules_for(self.ruleset, [], datetime.now(UTC)))
+            self._by_kind = {}
+            for rule in base:
+                for k in rule.reading_kinds:
+                    self._by_kind.setdefault(k, []).append(rule)
+        return self._by_kind.get(kind, [])
 
     def process_batch(self, conn: psycopg.Connection[Any]) -> BatchResult:
+        windows = self.windows()
+        reset, taken = self.partitions.refresh(conn)
+        if reset:
+            windows.clear()
+        elif taken:
+            windows.drop_buckets(taken)
+        if not self.partitions.held:
+            return BatchResult()
+        try:
+            return self._process(conn, windows)
+        except BaseException:
+            windows.clear()  # its transaction rolled back: what it added may not stand
+            raise
+
+    def _process(self, conn: psycopg.Connection[Any], windows: PatientWindows) -> BatchResult:
         result = BatchResult()
+        buckets = self.partitions.claim_filter()
         with conn.transaction():
-            rows = conn.execute(
-                "SELECT seq, reading_id, taken_at, patient_id, kind FROM evaluation_queue"
-                " ORDER BY seq FOR UPDATE SKIP LOCKED LIMIT %s", (self.batch_size,)).fetchall()
+            if buckets is None:
+                rows = conn.execute(CLAIM_ALL, (self.batch_size,)).fetchall()
+            else:
+                rows = conn.execute(CLAIM_BUCKETS, (int_array(buckets), self.batch_size)
+                                    ).fetchall()
             if not rows:
                 return result
-            items = [QueueItem(r[0], str(r[1]), r[2], r[3], r[4]) for r in rows]
+            items = [QueueItem(r[0], r[1], r[2], r[3], r[4], r[5], tuple(r[6] or ()))
+                     for r in rows]
             result.readings = len(items)
             orphans = [i for i in items if i.patient_id is None]
             if orphans:
                 attribute_late(conn, orphans)
-            result.changes = self._evaluate(conn, [i for i in items if i.patient_id is not None])
-            conn.execute("DELETE FROM evaluation_queue WHERE seq = ANY(%b)",
-                         ([i.seq for i in items],))
+                self._requeue_foreign(conn, orphans)
+            mine = [i for i in items if i.patient_id is not None and i.values is not None]
+            result.changes = self._evaluate(conn, windows, mine)
         return result
 
-    def _evaluate(self, conn: psycopg.Connection[Any], items: list[QueueItem]) -> list[AlertChange]:
+    def _requeue_foreign(self, conn: psycopg.Connection[Any], orphans: list[QueueItem]) -> None:
+        """Queue again, for the engine holding their bucket, the readings just attributed
+        to patients of buckets this one does not hold."""
+        foreign = [i for i in orphans if i.patient_id is not None
+                   and bucket_of(i.patient_id) not in self.partitions.held]
+        if not foreign:
+            return
+        conn.execute("INSERT INTO evaluation_queue (reading_id, taken_at, patient_id, kind)"
+                     " SELECT * FROM unnest(%s::uuid[], %s::timestamptz[], %s::bigint[],"
+                     " %s::text[])", ([i.reading_id for i in foreign],
+                                      [i.taken_at for i in foreign],
+                                      [i.patient_id for i in foreign],
+                                      [i.kind for i in foreign]))
+        for i in foreign:
+            i.patient_id = None
+
+    def _evaluate(self, conn: psycopg.Connection[Any], windows: PatientWindows,
+                  items: list[QueueItem]) -> list[AlertChange]:
         if not items:
             return []
-        # Load only what the rules these readings trigger will read: per (patient, kind),
-        # back as far as the longest window of those rules (index patient_id, kind, taken_at).
-        needs = self._needs()
-        spans: dict[tuple[int, str], list[datetime]] = {}
+        keep = windows.keep
+        pids = sorted({i.patient_id for i in items if i.patient_id is not None})
+        # Patients whose readings are not in memory back far enough for an item: load them.
+        starts: dict[int, datetime] = {}
         for i in items:
             assert i.patient_id is not None
-            for kind, window in needs.get(i.kind, {}).items():
-                lo_hi = spans.setdefault((i.patient_id, kind), [i.taken_at - window, i.taken_at])
-                lo_hi[0] = min(lo_hi[0], i.taken_at - window)
-                lo_hi[1] = max(lo_hi[1], i.taken_at)
-        pids = sorted({i.patient_id for i in items if i.patient_id is not None})
-        history: dict[int, list[WindowReading]] = defaultdict(list)
-        keys = list(spans)
-        for pid, rid, kind, taken_at, values, flags in conn.execute(
-                "SELECT r.patient_id, r.id, r.kind, r.taken_at, r.\"values\", r.flags"
-                " FROM unnest(%b::bigint[], %b::text[], %b::timestamptz[], %b::timestamptz[])"
-                " AS w(pid, kind, lo, hi) JOIN reading r ON r.patient_id = w.pid"
-                " AND r.kind = w.kind AND r.taken_at >= w.lo AND r.taken_at <= w.hi",
-                ([k[0] for k in keys], [k[1] for k in keys], [spans[k][0] for k in keys],
-                 [spans[k][1] for k in keys])):
-            history[pid].append(WindowReading(str(rid), kind, taken_at, values, tuple(flags)))
-        times: dict[int, list[datetime]] = {}
-        for pid, rows in history.items():
-            rows.sort(key=lambda r: (r.taken_at, r.id))
-            times[pid] = [r.taken_at for r in rows]
+            if i.kind not in keep:
+                continue  # no rule reads it
+            cached = windows.get(i.patient_id)
+            if cached is None or not all(cached.covers(k, i.taken_at - keep[k]) for k in keep):
+                old = starts.get(i.patient_id)
+                starts[i.patient_id] = i.taken_at if old is None or i.taken_at < old else old
+        windows.load(conn, starts)
+        for i in items:
+            if i.kind in keep:
+                assert i.patient_id is not None
+                windows.claimed(i.patient_id, WindowReading(i.reading_id, i.kind, i.taken_at,
+                                                            i.values, i.flags))
         settings = load_settings(conn, pids)
-        status = dict(conn.execute("SELECT id, status FROM patient WHERE id = ANY(%s)",
-                                   (pids,)).fetchall())
         active = active_rules(conn, pids)
+        status = statuses_that_inhibit(conn, self.ruleset, pids)
         changes: list[AlertChange] = []
         now = self.clock()
         for item in sorted(items, key=lambda i: (i.taken_at, i.seq)):
-            assert item.patient_id is not None
             pid = item.patient_id
-            rules = [r for r in self.ruleset.sources_first(
-                        rules_for(self.ruleset, settings.get(pid, []), item.taken_at))
-                     if item.kind in r.reading_kinds]
-            rows, stamps = history.get(pid, []), times.get(pid, [])
+            assert pid is not None
+            personal = settings.get(pid)
+            if personal:
+                rules = [r for r in self.ruleset.sources_first(
+                            rules_for(self.ruleset, personal, item.taken_at))
+                         if item.kind in r.reading_kinds]
+            else:
+                rules = self._default_rules(item.kind)
+            if not rules:
+                continue
+            cached = windows.get(pid)
+            assert cached is not None
+            rows, stamps = cached.rows, cached.stamps
             upto = bisect.bisect_right(stamps, item.taken_at)
             for rule in rules:
                 start = bisect.bisect_left(stamps, item.taken_at - rule.window, 0, upto)
-                kinds = rule.reading_kinds
-                view = Window(_ending_with(rows[start:upto], str(item.reading_id), kinds))
+                view = Window(_ending_with(rows[start:upto], item.reading_id, rule.reading_kinds))
                 finding = evaluate(rule, view, item.taken_at)
+                if finding is None or (not finding.firing and (
+                        not rule.auto_resolve or rule.id not in active.get(pid, ()))):
+                    continue  # nothing to open, update or clear: no round trip
                 change = self._apply(conn, pid, rule, finding, now, status.get(pid),
                                      active.setdefault(pid, set()), evidence_at=item.taken_at)
                 if change is not None:
                     changes.append(change)
+        windows.trim(pids)
         return changes
 
     def _apply(self, conn: psycopg.Connection[Any], pid: int, rule: Rule,
@@ -327,11 +401,22 @@ def newer_reading_stored(conn: psycopg.Connection[Any], pid: int, kinds: tuple[s
                         (pid, list(kinds), at)).fetchone() == (True,)
 
 
+def statuses_that_inhibit(conn: psycopg.Connection[Any], ruleset: RuleSet,
+                          pids: list[int]) -> dict[int, str]:
+    """The patients' statuses that mute alerts (``inhibit: when_patient_status``); a patient
+    in any other status is left out, which ``RuleSet.inhibited_by`` treats alike."""
+    muting = sorted({s for i in ruleset.inhibitions for s in i.when_patient_status})
+    if not muting:
+        return {}
+    return dict(conn.execute("SELECT id, status FROM patient WHERE id = ANY(%s::bigint[])"
+                             " AND status = ANY(%s)", (int_array(pids), muting)).fetchall())
+
+
 def active_rules(conn: psycopg.Connection[Any], pids: list[int]) -> dict[int, set[str]]:
     out: dict[int, set[str]] = {}
     for pid, rule_id in conn.execute(
-            "SELECT patient_id, rule_id FROM alert WHERE patient_id = ANY(%s)"
-            " AND state IN ('open', 'acknowledged')", (pids,)):
+            "SELECT patient_id, rule_id FROM alert WHERE patient_id = ANY(%s::bigint[])"
+            " AND state IN ('open', 'acknowledged')", (int_array(pids),)):
         out.setdefault(pid, set()).add(rule_id)
     return out
 
