@@ -59,6 +59,7 @@ class Clinic:
     harry_alert: int
     sam_alert: int
     kim_alert: int  # district nursing, amber: the keyboard test's to acknowledge
+    system_alert: int  # no patient: routed to heart failure, info
 
 
 def _reading(conn: psycopg.Connection[Any], patient: int, hub: str, device: str, kind: str,
@@ -164,7 +165,16 @@ def seed_clinic(url: str) -> Clinic:
                         now - timedelta(hours=5), {"body_temperature": 38.4})
         kim_alert = _open_alert(conn, kim, "news2", "district-nursing", Severity.AMBER,
                                 "NEWS2 5 (partial)", [temp], now - timedelta(hours=5))
-    return Clinic(url, dora, harry, sam, dora_alert, harry_alert, sam_alert, kim_alert)
+        system = conn.execute(
+            "INSERT INTO alert (category, rule_id, rule, severity, summary, team_id, opened_at,"
+            " updated_at, last_triggered_at) VALUES ('system', 'delivery_failed:hf-webhook',"
+            " %s::jsonb, 'info', 'Webhook to Heart Failure failing', 'heart-failure', %s, %s,"
+            " %s) RETURNING id", (orjson.dumps({"id": "delivery_failed", "kind": "system",
+                                                "title": "Notification delivery failing"}
+                                               ).decode(), now, now, now)).fetchone()
+        assert system is not None
+    return Clinic(url, dora, harry, sam, dora_alert, harry_alert, sam_alert, kim_alert,
+                  int(system[0]))
 
 
 @pytest.fixture(scope="module")
@@ -323,6 +333,8 @@ def test_the_patient_page_draws_the_readings_with_the_patients_own_thresholds(
 
 
 PAGES = [("queue", "anna", "/queue"), ("alert", "anna", "/alerts/{dora_alert}"),
+         ("alert-news2", "anna", "/alerts/{kim_alert}"),
+         ("alert-system", "ben", "/alerts/{system_alert}"),
          ("caseload", "anna", "/caseload"), ("patient", "anna", "/patients/{sam}"),
          ("hubs", "ada", "/hubs")]
 
@@ -610,5 +622,9 @@ def test_the_alert_page_says_why_cites_its_source_and_shows_every_attempt(
         expect(attempts.first).to_contain_text("failed (42 ms) — 451 4.7.1 try again later")
         expect(attempts.last).to_contain_text("ok (38 ms)")
         expect(page.locator("ol.history li").first).to_contain_text("opened")
+        # a NEWS2 alert covers four kinds; only the kinds with readings get a chart
+        page.goto(base + f"/alerts/{world.kim_alert}")
+        expect(page.locator("figure[data-chart]")).to_have_count(1)
+        expect(page.locator("figure[data-chart] figcaption")).to_have_text("Temperature (°C)")
     finally:
         context.close()

@@ -173,9 +173,11 @@ def alert_page(request: Request, alert_id: int, pool: PoolDep,
             for kind in rule.get("reading_kinds") or []:
                 if kind in clinical_text.CHART_METRICS:
                     start, stop = opened - ALERT_CHART_BEFORE, end + timedelta(minutes=1)
-                    charts.append(_chart(conn, alert["patient_id"], kind, start, stop, limits,
-                                         _evidence_resolution(conn, alert["patient_id"], kind,
-                                                              start, stop)))
+                    chart = _chart(conn, alert["patient_id"], kind, start, stop, limits,
+                                   _evidence_resolution(conn, alert["patient_id"], kind,
+                                                        start, stop))
+                    if any(s["points"] for s in chart["series"]):  # kinds with readings only
+                        charts.append(chart)
         names = _clinician_names(conn, [e.get("clinician_id") for e in alert["events"]]
                                  + [alert.get("acknowledged_by"), alert.get("resolved_by")])
         attempts = _attempts(conn, [n["id"] for n in alert["notifications"]])
