@@ -628,3 +628,24 @@ def test_the_alert_page_says_why_cites_its_source_and_shows_every_attempt(
         expect(page.locator("figure[data-chart] figcaption")).to_have_text("Temperature (°C)")
     finally:
         context.close()
+
+
+def test_snoozing_in_the_queue_says_until_when(browser: Browser,
+                                               clinic: tuple[Clinic, str]) -> None:
+    world, base = clinic
+    context, page = _signed_in(browser, base, "ben")
+    try:
+        page.goto(base + "/queue?team=heart-failure")
+        row = page.locator(f"#alert-{world.system_alert}")
+        expect(row).to_contain_text("system")
+        row.get_by_text("More actions").click()
+        row.get_by_label("Snooze for").select_option("120")
+        row.get_by_role("button", name="Snooze").click()
+        expect(row.locator(".form-status")).to_have_text("Snoozed")
+        expect(row.locator("[data-col=state]")).to_contain_text("snoozed until")
+        with psycopg.connect(world.url) as conn:
+            left = conn.execute("SELECT snoozed_until - now() FROM alert WHERE id = %s",
+                                (world.system_alert,)).fetchone()
+        assert left is not None and timedelta(minutes=118) < left[0] <= timedelta(hours=2)
+    finally:
+        context.close()
