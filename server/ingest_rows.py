@@ -163,8 +163,12 @@ def _prepare_status(msg: Prepared, hub: str) -> None:
         msg.quarantine.append(_quarantine_item(msg.received_at, hub, msg.topic, None,
                                                f"invalid hub status: {reason}", item))
         return
-    msg.status = (status.state, status.model_dump_json(exclude_none=True),
-                  status.ts or msg.received_at, msg.received_at, hub)
+    # An offline status (the last will is just {"state": "offline"}) keeps only what it
+    # says, so the writer can merge it over the last known devices, batteries and outbox
+    # depth: the ones a nurse needs exactly when the hub has gone quiet.
+    body = (status.model_dump_json(exclude_unset=True) if status.state == "offline"
+            else status.model_dump_json(exclude_none=True))
+    msg.status = (status.state, body, status.ts or msg.received_at, msg.received_at, hub)
 
 
 def copy_escape(text: str) -> str:

@@ -119,10 +119,15 @@ RETURNING rejects, bytes
 
 COUNT_KEPT = "UPDATE quarantine_hourly SET kept = kept + %s WHERE hub_id = %s AND hour = %s"
 
+# An offline status is merged over the last one (it keeps the last known devices and
+# outbox depth); any other status replaces it.
 UPDATE_HUB = """
-UPDATE hub SET state = %s, last_status = %s::jsonb, last_status_at = %s,
-       last_seen_at = GREATEST(last_seen_at, %s)
- WHERE id = %s
+UPDATE hub SET state = %(state)s,
+       last_status = CASE WHEN %(state)s = 'offline'
+                          THEN COALESCE(last_status, '{}'::jsonb) || %(status)s::jsonb
+                          ELSE %(status)s::jsonb END,
+       last_status_at = %(at)s, last_seen_at = GREATEST(last_seen_at, %(seen)s)
+ WHERE id = %(hub)s
 """
 
 
@@ -268,7 +273,9 @@ class BatchWriter:
                     quarantine = self._within_quota(cur, quarantine)
                     cur.executemany(INSERT_QUARANTINE, quarantine)
                 for status in statuses:
-                    cur.execute(UPDATE_HUB, status)
+                    state, body, at, seen, hub = status
+                    cur.execute(UPDATE_HUB, {"state": state, "status": body, "at": at,
+                                             "seen": seen, "hub": hub})
                     if cur.rowcount == 0:
                         unknown += 1
                 if stored:

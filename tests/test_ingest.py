@@ -172,8 +172,10 @@ def test_hub_status_updates_the_hub(db_url: str, ingest: Ingest, publisher: Publ
     with psycopg.connect(db_url, autocommit=True) as conn:
         admin.create_hub(conn, hub_id="hub-s")
     ts = datetime(2026, 3, 1, 9, tzinfo=UTC)
+    devices = [{"address": "AA:01", "kind": "spo2", "battery": 12}]
     publisher.publish(status_topic("hub-s"), {"state": "online", "ts": ts.isoformat(),
-                                              "agent": "0.1.0", "outbox_depth": 3},
+                                              "agent": "0.1.0", "outbox_depth": 3,
+                                              "devices": devices},
                       retain=True)
     wait_for(lambda: scalar(db_url, "SELECT state FROM hub WHERE id = 'hub-s'") == "online")
     publisher.publish(status_topic("hub-s"), {"state": "offline"}, retain=True)
@@ -184,6 +186,9 @@ def test_hub_status_updates_the_hub(db_url: str, ingest: Ingest, publisher: Publ
         last_status, last_seen = one(conn.execute(
             "SELECT last_status, last_seen_at FROM hub WHERE id = 'hub-s'"))
     assert last_status["state"] == "offline"
+    # the last will says only "offline": the last known devices, batteries and outbox
+    # depth are kept, exactly when a nurse needs them
+    assert (last_status["devices"][0]["battery"], last_status["outbox_depth"]) == (12, 3)
     assert last_seen is not None
     assert "invalid hub status" in str(scalar(db_url, "SELECT reason FROM quarantine"))
 
