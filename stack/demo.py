@@ -16,7 +16,7 @@ import secrets
 import signal
 import socket
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +35,37 @@ OUT_OF_HOURS_TEAM = ("out-of-hours", "Out-of-Hours Service", "out_of_hours")
 #: The demo nurse is on the rota of every team, first line and senior cover,
 #: for this long from each start: no rota gap, so no "nobody on duty" alert.
 ROTA_DAYS = 30
-#: (display name, care team, deteriorates?) — one home per patient.
-DEMO_PATIENTS = (
-    ("Ada Lovelace", "heart-failure", True),
-    ("Alan Turing", "district-nursing", False),
-    ("Grace Hopper", "district-nursing", False),
-    ("Tim Berners-Lee", "heart-failure", False),
+#: (display name, care teams, deteriorates?) — one home per patient.  Ada is on both
+#: teams' caseloads: the patient the two nurses share.
+DEMO_PATIENTS: tuple[tuple[str, tuple[str, ...], bool], ...] = (
+    ("Ada Lovelace", ("heart-failure", "district-nursing"), True),
+    ("Alan Turing", ("district-nursing",), False),
+    ("Grace Hopper", ("district-nursing",), False),
+    ("Tim Berners-Lee", ("heart-failure",), False),
 )
 SPARE_PATIENT = "Spare Patient (for testers)"
+SPARE_TEAMS = ("district-nursing",)
 CLINICIAN_USERNAME = "nurse"
+
+
+@dataclass(frozen=True)
+class DemoClinician:
+    username: str
+    display_name: str
+    role: str
+    teams: tuple[str, ...]
+
+
+#: The demo's people: two nurses on different teams whose caseloads overlap in Ada, a
+#: team lead and an admin.  The first is ``clinician`` in demo.json.
+DEMO_CLINICIANS = (
+    DemoClinician(CLINICIAN_USERNAME, "Nina Nurse (District Nursing)", "nurse",
+                  ("district-nursing", "out-of-hours")),
+    DemoClinician("nurse-hf", "Harry Hart (Heart Failure)", "nurse", ("heart-failure",)),
+    DemoClinician("lead", "Lena Lead (District Nursing lead)", "team_lead",
+                  ("district-nursing",)),
+    DemoClinician("admin", "Adam Admin", "admin", ()),
+)
 #: The broker makes a client's username its client id (docs/broker.md), so each
 #: server process that talks MQTT has a user of its own.
 INGEST_MQTT_USER = "homeward-ingest"
@@ -74,6 +96,15 @@ class DemoSecrets:
     database_app_password: str
     server_mqtt_passwords: dict[str, str]
     hub_passwords: dict[str, str]
+    #: The other demo clinicians' credentials: username -> {"password", "api_token"}.
+    clinicians: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def credentials(self, username: str) -> tuple[str, str]:
+        """(password, api_token) of a demo clinician."""
+        if username == CLINICIAN_USERNAME:
+            return self.clinician_password, self.api_token
+        found = self.clinicians[username]
+        return found["password"], found["api_token"]
 
     @classmethod
     def load_or_create(cls, path: Path, hub_ids: list[str]) -> DemoSecrets:
@@ -90,6 +121,9 @@ class DemoSecrets:
                                    for user in SERVER_MQTT_USERS},
             hub_passwords={**known_hubs,
                            **{hub: _token(12) for hub in hub_ids if hub not in known_hubs}},
+            clinicians={c.username: data.get("clinicians", {}).get(c.username)
+                        or {"password": _token(9), "api_token": _token(24)}
+                        for c in DEMO_CLINICIANS if c.username != CLINICIAN_USERNAME},
         )
         path.parent.mkdir(parents=True, exist_ok=True)
         write_private_json(path, asdict(found))

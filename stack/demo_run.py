@@ -20,6 +20,7 @@ from stack.demo import (
     API_MQTT_USER,
     APP_DB_ROLE,
     CLINICIAN_USERNAME,
+    DEMO_CLINICIANS,
     DEMO_ORGANISATION,
     DEMO_PATIENTS,
     DEMO_TEAMS,
@@ -29,6 +30,7 @@ from stack.demo import (
     SERVER_MQTT_USERS,
     SPARE_HUB,
     SPARE_PATIENT,
+    SPARE_TEAMS,
     DemoSecrets,
     hub_ids,
     install_stop_handlers,
@@ -56,29 +58,53 @@ def seed(conn: psycopg.Connection[Any], secrets: DemoSecrets, homes: int) -> dic
         org = admin.create_organisation(conn, name=DEMO_ORGANISATION)
         for team_id, name, kind in teams:
             admin.create_team(conn, team_id=team_id, organisation_id=org, name=name, kind=kind)
-        admin.create_clinician(conn, username=CLINICIAN_USERNAME, display_name="Demo Nurse",
-                               teams=[t[0] for t in teams],
-                               password=secrets.clinician_password, api_token=secrets.api_token)
         with conn.transaction():
             for team_id, _, _ in DEMO_TEAMS:
                 notify.set_fallback(conn, team_id, OUT_OF_HOURS_TEAM[0])
+        org_id = org
+    else:
+        org_id = int(existing[0])
+    _ensure_clinicians(conn, secrets, org_id)
     _ensure_rota(conn, [t[0] for t in teams])
     since = datetime.now(UTC) - timedelta(days=30)
     patients: dict[str, int] = {}
-    wanted = [(hub, name, team) for hub, (name, team, _) in zip(hubs, DEMO_PATIENTS, strict=False)]
-    wanted.append((SPARE_HUB, SPARE_PATIENT, DEMO_TEAMS[0][0]))
-    for hub, name, team in wanted:
+    for hub, name, care in _patients_wanted(hubs):
         row = conn.execute("SELECT patient_id FROM enrolment"
                            " WHERE hub_id = %s AND valid_to IS NULL", (hub,)).fetchone()
         if row is not None:
             patients[hub] = int(row[0])
+            for team in care:  # an older state folder gains the shared patient's second team
+                conn.execute("INSERT INTO patient_team (patient_id, team_id) VALUES (%s, %s)"
+                             " ON CONFLICT DO NOTHING", (patients[hub], team))
             continue
-        patient = admin.create_patient(conn, display_name=name, teams=[team])
+        patient = admin.create_patient(conn, display_name=name, teams=list(care))
         if conn.execute("SELECT 1 FROM hub WHERE id = %s", (hub,)).fetchone() is None:
             admin.create_hub(conn, hub_id=hub)
         admin.enrol(conn, hub_id=hub, patient_id=patient, valid_from=since)
         patients[hub] = patient
     return patients
+
+
+def _patients_wanted(hubs: list[str]) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(hub, patient name, care teams) of each demo home, and of the spare hub."""
+    wanted = [(hub, name, care) for hub, (name, care, _) in zip(hubs, DEMO_PATIENTS, strict=False)]
+    return [*wanted, (SPARE_HUB, SPARE_PATIENT, SPARE_TEAMS)]
+
+
+def _ensure_clinicians(conn: psycopg.Connection[Any], secrets: DemoSecrets, org: int) -> None:
+    """Create the demo clinicians that do not exist yet (an older state folder had one)."""
+    from server import admin
+
+    for person in DEMO_CLINICIANS:
+        if conn.execute("SELECT 1 FROM clinician WHERE username = %s",
+                        (person.username,)).fetchone() is not None:
+            continue
+        password, token = secrets.credentials(person.username)
+        made = admin.create_clinician(conn, username=person.username,
+                                      display_name=person.display_name, role=person.role,
+                                      teams=list(person.teams), password=password,
+                                      api_token=token)
+        conn.execute("UPDATE clinician SET organisation_id = %s WHERE id = %s", (org, made.id))
 
 
 def _ensure_rota(conn: psycopg.Connection[Any], teams: list[str]) -> None:
@@ -204,6 +230,12 @@ def run_demo(*, state_dir: Path, api_port: int, homes: int, interval: float, res
             "clinician": {"username": CLINICIAN_USERNAME,
                           "password": secrets.clinician_password,
                           "api_token": secrets.api_token},
+            "clinicians": [{"username": c.username, "display_name": c.display_name,
+                            "password": secrets.credentials(c.username)[0],
+                            "api_token": secrets.credentials(c.username)[1],
+                            "role": c.role, "teams": list(c.teams)} for c in DEMO_CLINICIANS],
+            "patients": [{"id": patients[hub], "name": name, "teams": list(care)}
+                         for hub, name, care in _patients_wanted(hubs)],
             "mqtt": {"host": "127.0.0.1", "port": broker.port},
             "database_url": app_url,
             "spare_hub": {

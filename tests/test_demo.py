@@ -95,6 +95,30 @@ def demo() -> Iterator[RunningDemo]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def test_demo_people_have_caseloads_that_differ_and_overlap_in_one_patient(
+        demo: RunningDemo) -> None:
+    info = demo.info
+    people = {c["username"]: c for c in info["clinicians"]}
+    assert info["clinicians"][0]["api_token"] == info["clinician"]["api_token"]
+    assert sorted(c["role"] for c in info["clinicians"]) == ["admin", "nurse", "nurse",
+                                                             "team_lead"]
+
+    def caseload(username: str) -> set[int]:
+        response = httpx.get(f"{info['api_url']}/patients", timeout=10, headers={
+            "Authorization": f"Bearer {people[username]['api_token']}"})
+        response.raise_for_status()
+        return {row["id"] for row in response.json()}
+
+    nurses = [c["username"] for c in info["clinicians"] if c["role"] == "nurse"]
+    first, second = caseload(nurses[0]), caseload(nurses[1])
+    shared = first & second
+    assert len(shared) == 1 and first != second
+    (ada,) = [p for p in info["patients"] if p["id"] in shared]
+    assert len(ada["teams"]) == 2
+    admin = next(c["username"] for c in info["clinicians"] if c["role"] == "admin")
+    assert caseload(admin) == {p["id"] for p in info["patients"]} == first | second
+
+
 def test_demo_end_to_end_with_mosquitto_pub(demo: RunningDemo) -> None:
     info = demo.info
     auth = {"Authorization": f"Bearer {info['clinician']['api_token']}"}
