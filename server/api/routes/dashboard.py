@@ -11,7 +11,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from psycopg_pool import ConnectionPool
 
-from alerts import store
 from server import queries
 from server.api.deps import SESSION_COOKIE, PoolDep, SettingsDep, clinician_from_request
 from server.auth import SESSION_SECONDS, check_login, hash_token, sign_session
@@ -29,10 +28,8 @@ def dashboard(request: Request, pool: PoolDep, settings: SettingsDep) -> Respons
     clinician = clinician_from_request(request, pool, settings)
     if clinician is None:
         return RedirectResponse("/login", status_code=303)
-    with pool.connection() as conn:
-        alerts = store.list_alerts(conn, states=("open", "acknowledged"))
-    return _templates(request).TemplateResponse(
-        request, "dashboard.html", {"clinician": clinician, "alerts": alerts})
+    # the triage queue (server.api.routes.pages) is the landing page: scoped and audited
+    return RedirectResponse("/queue", status_code=303)
 
 
 @router.get("/login", response_class=HTMLResponse)
