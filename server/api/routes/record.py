@@ -8,7 +8,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, Path, Query
+from fastapi.exceptions import RequestValidationError
 from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -238,7 +239,8 @@ def series(
     end_at = end or datetime.now(UTC)
     start_at = start or end_at - timedelta(days=7)
     if start_at >= end_at:
-        raise HTTPException(422, detail="'from' must be before 'to'")
+        raise RequestValidationError([{"loc": ("query", "from"), "type": "value_error",
+                                       "msg": "'from' must be before 'to'"}])
     return record_queries.series(conn, access.patient_id, kind=kind.value, metric=metric,
                                  start=start_at, end=end_at, resolution=resolution)
 
@@ -269,8 +271,7 @@ def set_status(body: StatusBody, conn: SessionDep, access: PatientAccess) -> dic
 
 
 @router.put("/api/patients/{patient_id}/rules/{rule_id}", response_model=RuleSetting,
-            responses={**NOT_FOUND, 422: {"model": Problem,
-                                          "description": "unknown rule or invalid overrides"}},
+            responses=NOT_FOUND,
             summary="A personal rule setting from valid_from, kept with its history")
 def set_rule(rule_id: Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")],
              body: RuleSettingBody, conn: SessionDep, access: PatientAccess) -> RuleSetting:
@@ -282,7 +283,9 @@ def set_rule(rule_id: Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_.
                                       set_by=access.scope.clinician_id, valid_from=start,
                                       note=body.reason, ruleset=load_ruleset())
     except (RuleError, ValueError) as err:
-        raise HTTPException(422, detail=str(err)) from err
+        where = ("path", "rule_id") if "unknown rule" in str(err) else ("body", "overrides")
+        raise RequestValidationError([{"loc": where, "type": "value_error",
+                                       "msg": str(err)}]) from err
     return RuleSetting(id=setting_id, patient_id=access.patient_id, rule_id=rule_id,
                        enabled=body.enabled, overrides=body.overrides,
                        valid_from=start.isoformat())
