@@ -221,7 +221,8 @@ def test_nurse_a_sees_only_her_teams_alerts_and_patients(browser: Browser,
     world, base = clinic
     context, page = _signed_in(browser, base, "anna")
     try:
-        page.goto(base + "/queue")
+        # signing in lands on the queue (the page at / used to list every team's alerts)
+        expect(page).to_have_url(base + "/queue")
         rows = page.locator("#alerts tbody tr[data-alert-id]")
         expect(rows).to_have_count(3)
         ids = [int(r.get_attribute("data-alert-id") or 0) for r in rows.all()]
