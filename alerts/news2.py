@@ -57,13 +57,15 @@ class News2Score:
 
 
 def _round(value: float, places: int) -> Decimal:
+    if isinstance(value, int) or value.is_integer():  # already at the chart's precision
+        return Decimal(int(value))
     quantum = Decimal(1).scaleb(-places)
     return Decimal(str(value)).quantize(quantum, rounding=ROUND_HALF_UP)
 
 
-def _band(value: Decimal, table: tuple[tuple[object, int], ...]) -> int:
+def _band(value: Decimal, table: tuple[tuple[int | Decimal | None, int], ...]) -> int:
     for upper, points in table:
-        if upper is None or value <= Decimal(str(upper)):
+        if upper is None or value <= upper:  # exact: Decimal compares with int and Decimal
             return points
     raise AssertionError("tables end with an open band")
 

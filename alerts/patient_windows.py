@@ -60,13 +60,16 @@ class PatientReadings:
         since = self.since.get(kind)
         return since is not None and since <= start
 
-    def trim(self, horizon: dict[str, datetime]) -> None:
-        """Forget readings of each kind older than its horizon."""
+    def trim(self, horizon: dict[str, datetime], earliest: datetime) -> None:
+        """Forget readings of each kind older than its horizon (``earliest``: the lowest).
+
+        ``since`` moves up only when readings are dropped: until then the copy stays
+        complete from where it was."""
+        if not self.stamps or self.stamps[0] >= earliest:
+            return
         for kind, h in horizon.items():
             if self.since.get(kind, h) < h:
                 self.since[kind] = h
-        if not self.stamps or self.stamps[0] >= min(horizon.values()):
-            return
         keep = [r for r in self.rows if r.kind not in horizon or r.taken_at >= horizon[r.kind]]
         self.rows = keep
         self.stamps = [r.taken_at for r in keep]
@@ -82,6 +85,10 @@ class PatientWindows:
     slack: timedelta = timedelta(hours=1)
     max_patients: int = 100_000
     patients: dict[int, PatientReadings] = field(default_factory=dict)
+    _longest: timedelta = field(default=timedelta(0), repr=False)
+
+    def __post_init__(self) -> None:
+        self._longest = max(self.keep.values(), default=timedelta(0))
 
     def clear(self) -> None:
         self.patients.clear()
@@ -134,7 +141,9 @@ class PatientWindows:
             readings = self.patients.get(pid)
             if readings is not None and readings.newest is not None:
                 edge = readings.newest - self.slack
-                readings.trim({k: edge - v for k, v in self.keep.items()})
+                if readings.stamps and readings.stamps[0] < edge - self._longest:
+                    readings.trim({k: edge - v for k, v in self.keep.items()},
+                                  edge - self._longest)
 
 
 def int_array(values: Iterable[int]) -> str:

@@ -30,8 +30,12 @@ class Window:
     #: When the patient started being monitored (for missed-reading rules).
     monitored_since: datetime | None = None
     extra: Mapping[str, object] = field(default_factory=frozen_mapping)
+    #: When set, every reading is of one of these kinds (the engine builds a rule's window
+    #: of the rule's kinds): ``of_kind`` of them all is then the readings themselves.
+    only_kinds: tuple[str, ...] | None = None
 
     def of_kind(self, *kinds: str) -> tuple[WindowReading, ...]:
-        if not kinds:
+        if not kinds or (self.only_kinds is not None
+                         and all(k in kinds for k in self.only_kinds)):
             return self.readings
         return tuple(r for r in self.readings if r.kind in kinds)

@@ -46,7 +46,7 @@ from alerts.model import Finding, Rule, WindowReading
 from alerts.partitions import BUCKETS, Partitions, bucket_of
 from alerts.patient_windows import PatientWindows, int_array
 from alerts.ruleset import RuleSet
-from alerts.settings_store import load_settings, rules_for
+from alerts.settings_store import PatientRuleSetting, load_settings, rules_for
 from alerts.window import DeviceView, Window
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,11 @@ def _ending_with(rows: list[WindowReading], reading_id: str,
     evaluated last among those stamped the same instant: two readings of one kind
     taken the same second (a device clock has 1 s steps) are each judged as the
     latest once, instead of whichever sorts last being judged twice."""
+    if rows and rows[-1].id == reading_id:  # the usual case: it is the newest
+        if len(kinds) == 1:
+            (only,) = kinds
+            return tuple(r for r in rows if r.kind == only)
+        return tuple(r for r in rows if r.kind in kinds)
     own = [r for r in rows if r.id == reading_id]
     return tuple(r for r in rows if r.kind in kinds and r.id != reading_id) + tuple(
         r for r in own if r.kind in kinds)
@@ -219,22 +224,25 @@ class AlertEngine:
         keep = windows.keep
         pids = sorted({i.patient_id for i in items if i.patient_id is not None})
         # Patients whose readings are not in memory back far enough for an item: load them.
-        starts: dict[int, datetime] = {}
+        earliest: dict[int, datetime] = {}
         for i in items:
             assert i.patient_id is not None
-            if i.kind not in keep:
-                continue  # no rule reads it
-            cached = windows.get(i.patient_id)
-            if cached is None or not all(cached.covers(k, i.taken_at - keep[k]) for k in keep):
-                old = starts.get(i.patient_id)
-                starts[i.patient_id] = i.taken_at if old is None or i.taken_at < old else old
+            if i.kind in keep:  # else no rule reads it
+                old = earliest.get(i.patient_id)
+                if old is None or i.taken_at < old:
+                    earliest[i.patient_id] = i.taken_at
+        starts: dict[int, datetime] = {}
+        for patient, t in earliest.items():
+            cached = windows.get(patient)
+            if cached is None or not all(cached.covers(k, t - keep[k]) for k in keep):
+                starts[patient] = t
         windows.load(conn, starts)
         for i in items:
             if i.kind in keep:
                 assert i.patient_id is not None
                 windows.claimed(i.patient_id, WindowReading(i.reading_id, i.kind, i.taken_at,
                                                             i.values, i.flags))
-        settings = load_settings(conn, pids)
+        settings = personal_settings(conn, pids)
         active = active_rules(conn, pids)
         status = statuses_that_inhibit(conn, self.ruleset, pids)
         changes: list[AlertChange] = []
@@ -255,9 +263,14 @@ class AlertEngine:
             assert cached is not None
             rows, stamps = cached.rows, cached.stamps
             upto = bisect.bisect_right(stamps, item.taken_at)
+            views: dict[tuple[timedelta, tuple[str, ...]], Window] = {}
             for rule in rules:
-                start = bisect.bisect_left(stamps, item.taken_at - rule.window, 0, upto)
-                view = Window(_ending_with(rows[start:upto], item.reading_id, rule.reading_kinds))
+                kinds = rule.reading_kinds
+                view = views.get((rule.window, kinds))
+                if view is None:
+                    start = bisect.bisect_left(stamps, item.taken_at - rule.window, 0, upto)
+                    view = views[rule.window, kinds] = Window(
+                        _ending_with(rows[start:upto], item.reading_id, kinds), only_kinds=kinds)
                 finding = evaluate(rule, view, item.taken_at)
                 if finding is None or (not finding.firing and (
                         not rule.auto_resolve or rule.id not in active.get(pid, ()))):
@@ -399,6 +412,18 @@ def newer_reading_stored(conn: psycopg.Connection[Any], pid: int, kinds: tuple[s
     return conn.execute("SELECT EXISTS (SELECT 1 FROM reading WHERE patient_id = %s"
                         " AND kind = ANY(%s) AND taken_at > %s)",
                         (pid, list(kinds), at)).fetchone() == (True,)
+
+
+def personal_settings(conn: psycopg.Connection[Any],
+                      pids: list[int]) -> dict[int, list[PatientRuleSetting]]:
+    """``settings_store.load_settings`` for a batch (its patients as one array literal)."""
+    out: dict[int, list[PatientRuleSetting]] = {}
+    for r in conn.execute(
+            "SELECT patient_id, rule_id, enabled, params, valid_from, valid_to, set_by"
+            " FROM patient_rule_setting WHERE patient_id = ANY(%s::bigint[])"
+            " ORDER BY valid_from", (int_array(pids),)).fetchall():
+        out.setdefault(r[0], []).append(PatientRuleSetting(*r))
+    return out
 
 
 def statuses_that_inhibit(conn: psycopg.Connection[Any], ruleset: RuleSet,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from alerts.errors import RuleError
@@ -20,13 +20,17 @@ class Compare:
     metric: str
     op: str
     value: float
+    _test: Callable[[float, float], bool] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_test", OPERATORS[self.op])
 
     def holds(self, values: Mapping[str, float]) -> bool | None:
         """None when the reading lacks the metric (unknown, not false)."""
         v = values.get(self.metric)
         if v is None:
             return None
-        return OPERATORS[self.op](float(v), self.value)
+        return self._test(float(v), self.value)
 
     def describe(self) -> str:
         return f"{self.metric} {self.op} {self.value:g}"
@@ -40,10 +44,13 @@ class AnyOf:
     parts: tuple[Condition, ...]
 
     def holds(self, values: Mapping[str, float]) -> bool | None:
-        results = [p.holds(values) for p in self.parts]
-        if any(r is True for r in results):
-            return True
-        return None if any(r is None for r in results) else False
+        unknown = False
+        for p in self.parts:
+            r = p.holds(values)
+            if r is True:
+                return True
+            unknown = unknown or r is None
+        return None if unknown else False
 
     def describe(self) -> str:
         return " or ".join(p.describe() for p in self.parts)
@@ -57,10 +64,13 @@ class AllOf:
     parts: tuple[Condition, ...]
 
     def holds(self, values: Mapping[str, float]) -> bool | None:
-        results = [p.holds(values) for p in self.parts]
-        if any(r is False for r in results):
-            return False
-        return None if any(r is None for r in results) else True
+        unknown = False
+        for p in self.parts:
+            r = p.holds(values)
+            if r is False:
+                return False
+            unknown = unknown or r is None
+        return None if unknown else True
 
     def describe(self) -> str:
         return " and ".join(p.describe() for p in self.parts)

@@ -36,6 +36,13 @@ SOURCES: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 
+#: reading kind -> (parameter, metric) it can give, in SOURCES order.
+_BY_KIND: dict[str, tuple[tuple[str, str], ...]] = {}
+for _param, _sources in SOURCES.items():
+    for _kind, _metric in _sources:
+        _BY_KIND[_kind] = (*_BY_KIND.get(_kind, ()), (_param, _metric))
+
+
 @dataclass(frozen=True, slots=True)
 class News2Params:
     spo2_scale: int = 1
@@ -86,19 +93,21 @@ def latest_values(window: Window, now: datetime,
     values: dict[str, float] = {}
     used: dict[str, WindowReading] = {}
     oxygen = False
+    oldest = now - max_age
     for r in reversed(window.readings):
-        if r.taken_at < now - max_age or r.taken_at > now:
+        if r.taken_at > now:
             continue
-        for param, sources in SOURCES.items():
-            if param in values:
+        if r.taken_at < oldest:
+            break  # readings are oldest first: the rest are older still
+        for param, metric in _BY_KIND.get(r.kind, ()):
+            if param in values or metric not in r.values:
                 continue
-            for kind, metric in sources:
-                if r.kind == kind and metric in r.values:
-                    values[param] = float(r.values[metric])
-                    used[r.id] = r
-                    if kind == "spo2" and "on_oxygen" in r.flags:
-                        oxygen = True
-                    break
+            values[param] = float(r.values[metric])
+            used[r.id] = r
+            if r.kind == "spo2" and "on_oxygen" in r.flags:
+                oxygen = True
+        if len(values) == len(SOURCES):
+            break
     return values, sorted(used.values(), key=lambda r: r.taken_at), oxygen
 
 

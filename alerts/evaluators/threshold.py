@@ -15,7 +15,7 @@ params:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -39,14 +39,19 @@ class ThresholdParams:
     for_: timedelta | None = None
     n_of_m: tuple[int, int] | None = None
     clear_count: int = 1
+    #: every metric the conditions read (computed once, from the fields above)
+    metric_set: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
-    def metrics(self) -> set[str]:
+    def __post_init__(self) -> None:
         out: set[str] = set()
         for level in self.levels:
             out |= level.when.metrics()
         if self.clear is not None:
             out |= self.clear.metrics()
-        return out
+        object.__setattr__(self, "metric_set", frozenset(out))
+
+    def metrics(self) -> set[str]:
+        return set(self.metric_set)
 
 
 _KEYS = {"when", "levels", "for", "n_of_m", "clear", "clear_count", "__line__"}
@@ -114,7 +119,7 @@ def _level(p: ThresholdParams, r: WindowReading) -> Severity | None:
     return None
 
 
-def _describe(rs: Sequence[WindowReading], metrics: set[str]) -> str:
+def _describe(rs: Sequence[WindowReading], metrics: frozenset[str]) -> str:
     last = rs[-1]
     shown = ", ".join(f"{k} {v:g}" for k, v in last.values.items() if k in metrics)
     more = f" ({len(rs)} readings)" if len(rs) > 1 else ""
@@ -124,8 +129,21 @@ def _describe(rs: Sequence[WindowReading], metrics: set[str]) -> str:
 def evaluate(rule: Rule, window: Window, now: datetime) -> Finding | None:
     """Threshold with optional duration or N-of-M, severity levels and a clear condition."""
     p: ThresholdParams = rule.params
-    metrics = p.metrics()
-    rs = [r for r in window.of_kind(*rule.reading_kinds) if metrics & set(r.values)]
+    metrics = p.metric_set
+    readings = window.of_kind(*rule.reading_kinds)
+    if p.for_ is None:
+        # only the newest few can matter: the last one (or the last m), and clear_count
+        need = max(p.n_of_m[1] if p.n_of_m is not None else 1, p.clear_count)
+        newest: list[WindowReading] = []
+        for r in reversed(readings):
+            if not metrics.isdisjoint(r.values):
+                newest.append(r)
+                if len(newest) == need:
+                    break
+        newest.reverse()
+        rs = newest
+    else:
+        rs = [r for r in readings if not metrics.isdisjoint(r.values)]
     if not rs:
         return None
     firing: tuple[Severity, list[WindowReading]] | None = None
