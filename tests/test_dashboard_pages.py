@@ -353,6 +353,11 @@ def test_no_serious_or_critical_accessibility_violations(
             if name != "queue":  # the queue holds its event stream open: never idle
                 page.wait_for_load_state("networkidle")
             results = Axe().run(page)
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            (SHOTS / f"axe-{name}-{label}.json").write_bytes(orjson.dumps(
+                {"passes": len(results.response["passes"]),
+                 "violations": [(v["id"], v["impact"], len(v["nodes"]))
+                                for v in results.response["violations"]]}))
             bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
                    for v in results.response["violations"]
                    if v["impact"] in ("serious", "critical")]
