@@ -32,6 +32,10 @@ def register(app: typer.Typer) -> None:
         poll: Annotated[float, typer.Option(help="poll interval (s) without NOTIFY")] = 1.0,
         tick: Annotated[float, typer.Option(help="scheduler tick interval (s)")] = 5.0,
         batch: Annotated[int, typer.Option(help="readings per transaction, at most")] = 500,
+        partition: Annotated[str, typer.Option(
+            envvar="HOMEWARD_ALERTS_PARTITION",
+            help="k/n: evaluate the patients of buckets b with b % n == k (run one engine per "
+                 "k; another with the same k is a standby)")] = "0/1",
     ) -> None:
         """Run the alert engine: evaluate queued readings, raise, route, escalate, notify."""
         import contextlib
@@ -45,7 +49,8 @@ def register(app: typer.Typer) -> None:
         level = logging.DEBUG if os.environ.get("HOMEWARD_ALERTS_DEBUG") else logging.INFO
         logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s")
         worker = build_worker(_db_url(database_url), rules=rules, routes=routes,
-                              poll_interval=poll, tick_interval=tick, batch_size=batch)
+                              poll_interval=poll, tick_interval=tick, batch_size=batch,
+                              partition=partition)
         # Stopping at any instant is safe (each step is one transaction), so SIGTERM
         # simply interrupts like Ctrl-C.
         signal.signal(signal.SIGTERM, signal.default_int_handler)

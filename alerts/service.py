@@ -11,6 +11,7 @@ import psycopg
 from alerts.channels import ChannelSettings, default_senders
 from alerts.notify import Notifier
 from alerts.outbox import Outbox
+from alerts.partitions import Partitions, parse_partition
 from alerts.routing import RoutingTree, load_routing
 from alerts.ruleset import RuleSet, load_ruleset
 from alerts.worker import AlertEngine, Clock, Worker, utcnow
@@ -20,10 +21,13 @@ class AlertService:
     """The clinical layer (engine) and the notification layer (notifier, outbox) together."""
 
     def __init__(self, ruleset: RuleSet, routing: RoutingTree, *, clock: Clock = utcnow,
-                 outbox: Outbox | None = None, batch_size: int = 500) -> None:
+                 outbox: Outbox | None = None, batch_size: int = 500,
+                 partition: str = "0/1") -> None:
         self.notifier = Notifier(routing)
+        k, n = parse_partition(partition)
         self.engine = AlertEngine(ruleset, clock=clock, router=self.notifier.router,
-                                  batch_size=batch_size, on_change=self.notifier.on_change)
+                                  batch_size=batch_size, on_change=self.notifier.on_change,
+                                  partitions=Partitions(k, n))
         self.outbox = outbox or Outbox(default_senders(ChannelSettings()))
         if self.outbox.on_failure is None:
             self.outbox.on_failure = self.notifier.raise_system_alert
@@ -59,8 +63,9 @@ class AlertService:
 
 def build_worker(url: str, *, rules: Path | None = None, routes: Path | None = None,
                  poll_interval: float = 1.0, tick_interval: float = 5.0,
-                 batch_size: int = 500) -> Worker:
-    service = AlertService(load_ruleset(rules), load_routing(routes), batch_size=batch_size)
+                 batch_size: int = 500, partition: str = "0/1") -> Worker:
+    service = AlertService(load_ruleset(rules), load_routing(routes), batch_size=batch_size,
+                           partition=partition)
     return Worker(url, service.engine, poll_interval=poll_interval, tick=service.tick_timers,
                   tick_interval=tick_interval, delivery=service.deliver,
                   delivery_interval=min(1.0, tick_interval))

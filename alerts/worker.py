@@ -119,7 +119,7 @@ CLAIM = (
     " FROM claimed c LEFT JOIN reading r ON r.id = c.reading_id AND r.taken_at = c.taken_at")
 CLAIM_ALL = CLAIM.format(where="")
 CLAIM_BUCKETS = CLAIM.format(
-    where=f" WHERE patient_id IS NULL OR (patient_id % {BUCKETS})::int = ANY(%s::int[])")
+    where=f" WHERE patient_id IS NULL OR (patient_id %% {BUCKETS})::int = ANY(%s::int[])")
 
 
 @dataclass
