@@ -86,15 +86,15 @@ CASES = [
 ]
 
 
-def _check_against_raw(url: str) -> None:
+def _check_against_raw(url: str, patient: int = PATIENT) -> None:
     with psycopg.connect(url) as conn:
         for kind, metric, start, end, resolution in CASES:
-            got = series(conn, PATIENT, kind=kind, metric=metric, start=start, end=end,
+            got = series(conn, patient, kind=kind, metric=metric, start=start, end=end,
                          resolution=resolution)  # type: ignore[arg-type]
             width = "1 hour" if resolution == "hour" else "1 day"
-            want = conn.execute(RAW, {"w": width, "m": metric, "p": PATIENT, "k": kind,
+            want = conn.execute(RAW, {"w": width, "m": metric, "p": patient, "k": kind,
                                       "start": start, "end": end}).fetchall()
-            case = (kind, metric, start, end, resolution)
+            case = (patient, kind, metric, start, end, resolution)
             assert [(p["t"], p["min"], p["max"], p["n"]) for p in got["points"]] == [
                 (t.isoformat(), lo, hi, n) for t, lo, _, hi, n in want], case
             assert [p["mean"] for p in got["points"]] == pytest.approx(
@@ -133,8 +133,35 @@ def test_long_charts_read_the_rollup_and_a_late_reading_counts_from_the_next_ref
     _check_against_raw(db_url)
 
 
-def test_plain_postgresql_reads_raw_readings_with_the_same_answers(tmp_path: Path) -> None:
+def test_plain_postgresql_keeps_the_rollup_through_inserts_updates_and_deletes(
+        tmp_path: Path) -> None:
     with PostgresServer(tmp_path / "plain", durable=False, timescaledb=False) as pg:
         migrate(pg.url)
-        _load(pg.url, _readings())
+        _load(pg.url, _readings()[: len(_readings()) // 2])  # before the backfill...
+        with psycopg.connect(pg.url, autocommit=True) as conn:
+            (before,) = conn.execute("SELECT count(*) FROM reading_metric_hourly"
+                                     ).fetchone() or (0,)
+        _load(pg.url, _readings()[len(_readings()) // 2:])  # ...and after, by trigger
         _check_against_raw(pg.url)
+        with psycopg.connect(pg.url) as conn:
+            (rolled,) = conn.execute("SELECT sum(spo2_n) FROM reading_metric_hourly"
+                                     ).fetchone() or (0,)
+            # a hub's readings attributed to another patient, some erased, one late
+            conn.execute("INSERT INTO patient (id, display_name) VALUES (1, 'A'), (2, 'B')")
+            conn.execute("UPDATE reading SET patient_id = 2 WHERE kind = 'spo2'"
+                         " AND taken_at < %s", (T0 + timedelta(days=2, minutes=30),))
+            conn.execute("DELETE FROM reading WHERE kind = 'blood_pressure'"
+                         " AND taken_at BETWEEN %s AND %s",
+                         (T0 + timedelta(days=1), T0 + timedelta(days=3)))
+            conn.execute("INSERT INTO reading (id, taken_at, kind, hub_id, patient_id, device,"
+                         " \"values\", received_at) VALUES (%s, %s, 'spo2', 'hub-1', 1, 'dev',"
+                         " %s, now())", (uuid.uuid4(), T0 + timedelta(days=3, minutes=1),
+                                         Jsonb({"spo2": 70})))
+        assert before > 0 and rolled == len([r for r in _readings() if r[1] == "spo2"])
+        _check_against_raw(pg.url, PATIENT)
+        _check_against_raw(pg.url, 2)
+        with psycopg.connect(pg.url) as conn:
+            conn.execute("TRUNCATE reading")
+            (left,) = conn.execute("SELECT count(*) FROM reading_metric_hourly"
+                                   ).fetchone() or (1,)
+        assert left == 0
