@@ -277,6 +277,7 @@ def test_acknowledged_in_one_queue_shows_live_in_another_without_losing_typing(
         expect(row_b.locator('[data-col="state"]')).to_contain_text(
             "acknowledged by Anna Ahmed", timeout=10_000)
         expect(row_b.locator('[data-col="next"]')).to_contain_text("re-opens in")
+        expect(row_b.locator("button.primary")).to_contain_text("Renew acknowledgement")
         expect(note_b).to_have_value("Rang Sam, no answer, trying daughter")
         expect(note_b).to_be_focused()
         note_b.press("Enter")

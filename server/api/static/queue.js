@@ -35,8 +35,13 @@
       const mine = row.querySelector(`td[data-col="${col}"]`);
       if (!mine) continue;
       if (col === "actions") {
-        if (row.dataset.state !== fresh.dataset.state && !busy(row)) {
+        if (row.dataset.state === fresh.dataset.state) continue;
+        if (!busy(row)) {
           mine.replaceWith(document.importNode(cell, true));
+        } else {  // keep her forms; only the acknowledge button's words follow the state
+          const button = mine.querySelector("button.primary");
+          const label = cell.querySelector("button.primary");
+          if (button && label) button.innerHTML = label.innerHTML;
         }
       } else if (mine.innerHTML !== cell.innerHTML) {
         mine.innerHTML = cell.innerHTML;
