@@ -40,8 +40,13 @@ def _dumps(v: Any) -> str:
 def apply_finding(conn: psycopg.Connection[Any], *, patient_id: int, rule: Rule,
                   finding: Finding, at: datetime, team_id: str | None,
                   route: dict[str, Any] | None = None,
-                  inhibited_by: str | None = None) -> AlertChange | None:
-    """Open/update/auto-resolve the (patient, rule) alert.  Call inside a transaction."""
+                  inhibited_by: str | None = None,
+                  none_active: bool = False) -> AlertChange | None:
+    """Open/update/auto-resolve the (patient, rule) alert.  Call inside a transaction.
+
+    ``none_active``: the caller saw no active alert of the pair in this transaction, so a
+    firing finding tries the INSERT first (its ON CONFLICT still catches an alert opened
+    meanwhile by another engine or the scheduler, which is then updated as usual)."""
     if not finding.firing:
         return _clear(conn, patient_id=patient_id, rule=rule, finding=finding, at=at)
     severity = finding.severity or rule.severity
@@ -49,8 +54,8 @@ def apply_finding(conn: psycopg.Connection[Any], *, patient_id: int, rule: Rule,
     latest = readings[-1] if readings else None
     if latest is None and finding.key is None:
         raise ValueError("a finding without readings needs a key")
-    for _attempt in range(3):
-        row = conn.execute(
+    for attempt in range(3):
+        row = None if none_active and attempt == 0 else conn.execute(
             "SELECT id, severity, state, readings, team_id, detail FROM alert"
             " WHERE patient_id = %s AND rule_id = %s AND state IN ('open', 'acknowledged')"
             " FOR UPDATE", (patient_id, rule.id)).fetchone()

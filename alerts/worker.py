@@ -242,9 +242,7 @@ class AlertEngine:
                 assert i.patient_id is not None
                 windows.claimed(i.patient_id, WindowReading(i.reading_id, i.kind, i.taken_at,
                                                             i.values, i.flags))
-        settings = personal_settings(conn, pids)
-        active = active_rules(conn, pids)
-        status = statuses_that_inhibit(conn, self.ruleset, pids)
+        settings, active, status = batch_context(conn, self.ruleset, pids)
         changes: list[AlertChange] = []
         now = self.clock()
         for item in sorted(items, key=lambda i: (i.taken_at, i.seq)):
@@ -299,7 +297,8 @@ class AlertEngine:
         inhibited = self.ruleset.inhibited_by(rule, patient_status=patient_status,
                                               active_rules=active)
         change = apply_finding(conn, patient_id=pid, rule=rule, finding=finding, at=now,
-                               team_id=team_id, route=route, inhibited_by=inhibited)
+                               team_id=team_id, route=route, inhibited_by=inhibited,
+                               none_active=rule.id not in active)
         if change is not None and self.on_change is not None:
             self.on_change(conn, change, now)
         if change is not None:
@@ -414,27 +413,34 @@ def newer_reading_stored(conn: psycopg.Connection[Any], pid: int, kinds: tuple[s
                         (pid, list(kinds), at)).fetchone() == (True,)
 
 
-def personal_settings(conn: psycopg.Connection[Any],
-                      pids: list[int]) -> dict[int, list[PatientRuleSetting]]:
-    """``settings_store.load_settings`` for a batch (its patients as one array literal)."""
-    out: dict[int, list[PatientRuleSetting]] = {}
-    for r in conn.execute(
-            "SELECT patient_id, rule_id, enabled, params, valid_from, valid_to, set_by"
-            " FROM patient_rule_setting WHERE patient_id = ANY(%s::bigint[])"
-            " ORDER BY valid_from", (int_array(pids),)).fetchall():
-        out.setdefault(r[0], []).append(PatientRuleSetting(*r))
-    return out
-
-
-def statuses_that_inhibit(conn: psycopg.Connection[Any], ruleset: RuleSet,
-                          pids: list[int]) -> dict[int, str]:
-    """The patients' statuses that mute alerts (``inhibit: when_patient_status``); a patient
-    in any other status is left out, which ``RuleSet.inhibited_by`` treats alike."""
+def batch_context(conn: psycopg.Connection[Any], ruleset: RuleSet, pids: list[int]
+                  ) -> tuple[dict[int, list[PatientRuleSetting]], dict[int, set[str]],
+                             dict[int, str]]:
+    """In one round trip, for a batch's patients: their personal rule settings (as
+    ``settings_store.load_settings``), their active alerts' rules (as :func:`active_rules`)
+    and the statuses that mute alerts (``inhibit: when_patient_status``; a patient in any
+    other status is left out, which ``RuleSet.inhibited_by`` treats alike)."""
     muting = sorted({s for i in ruleset.inhibitions for s in i.when_patient_status})
-    if not muting:
-        return {}
-    return dict(conn.execute("SELECT id, status FROM patient WHERE id = ANY(%s::bigint[])"
-                             " AND status = ANY(%s)", (int_array(pids), muting)).fetchall())
+    ids = int_array(pids)
+    settings: dict[int, list[PatientRuleSetting]] = {}
+    active: dict[int, set[str]] = {}
+    status: dict[int, str] = {}
+    for source, pid, text, enabled, params, valid_from, valid_to, set_by in conn.execute(
+            "SELECT 's', patient_id, rule_id, enabled, params, valid_from, valid_to, set_by"
+            " FROM patient_rule_setting WHERE patient_id = ANY(%(ids)s::bigint[])"
+            " UNION ALL SELECT 'a', patient_id, rule_id, NULL, NULL, NULL, NULL, NULL FROM alert"
+            " WHERE patient_id = ANY(%(ids)s::bigint[]) AND state IN ('open', 'acknowledged')"
+            " UNION ALL SELECT 'p', id, status, NULL, NULL, NULL, NULL, NULL FROM patient"
+            " WHERE id = ANY(%(ids)s::bigint[]) AND status = ANY(%(muting)s::text[])"
+            " ORDER BY 1, 6", {"ids": ids, "muting": muting}):
+        if source == "s":
+            settings.setdefault(pid, []).append(
+                PatientRuleSetting(pid, text, enabled, params, valid_from, valid_to, set_by))
+        elif source == "a":
+            active.setdefault(pid, set()).add(text)
+        else:
+            status[pid] = text
+    return settings, active, status
 
 
 def active_rules(conn: psycopg.Connection[Any], pids: list[int]) -> dict[int, set[str]]:
