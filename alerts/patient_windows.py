@@ -43,9 +43,9 @@ class PatientReadings:
     stamps: list[datetime] = field(default_factory=list)
     ids: set[str] = field(default_factory=set)
 
-    def add(self, r: WindowReading) -> None:
+    def add(self, r: WindowReading) -> bool:
         if r.id in self.ids:
-            return
+            return False
         self.ids.add(r.id)
         stamps, rows = self.stamps, self.rows
         pos = len(stamps)
@@ -55,6 +55,7 @@ class PatientReadings:
                 pos -= 1
         rows.insert(pos, r)
         stamps.insert(pos, r.taken_at)
+        return True
 
     def covers(self, kind: str, start: datetime) -> bool:
         since = self.since.get(kind)
@@ -83,8 +84,12 @@ class PatientWindows:
     #: reading kind -> how much history of it any rule reads
     keep: dict[str, timedelta]
     slack: timedelta = timedelta(hours=1)
+    #: Bounds on memory: past either, the patients loaded longest ago are forgotten (and
+    #: loaded again when next needed).  About 0.5 KB a reading.
     max_patients: int = 100_000
+    max_readings: int = 2_000_000
     patients: dict[int, PatientReadings] = field(default_factory=dict)
+    readings: int = 0
     _longest: timedelta = field(default=timedelta(0), repr=False)
 
     def __post_init__(self) -> None:
@@ -92,21 +97,24 @@ class PatientWindows:
 
     def clear(self) -> None:
         self.patients.clear()
+        self.readings = 0
 
     def drop_buckets(self, buckets: set[int]) -> None:
         for pid in [p for p in self.patients if bucket_of(p) in buckets]:
-            del self.patients[pid]
+            self.readings -= len(self.patients.pop(pid).rows)
 
     def get(self, pid: int) -> PatientReadings | None:
         return self.patients.get(pid)
 
-    def load(self, conn: psycopg.Connection[Any], starts: dict[int, datetime]) -> None:
+    def load(self, conn: psycopg.Connection[Any], starts: dict[int, datetime],
+             batch: Iterable[int] = ()) -> None:
         """(Re)load each patient's readings of every kept kind from ``start - keep[kind]``.
 
         One query for the whole batch; it sees every committed reading, so readings still
         waiting in the queue come too (they are not added twice when claimed)."""
         if not starts:
             return
+        batch = list(batch)
         kinds = sorted(self.keep)
         pids = list(starts)
         fresh = {pid: PatientReadings({k: starts[pid] - self.keep[k] for k in kinds})
@@ -124,15 +132,24 @@ class PatientWindows:
             readings.rows.append(WindowReading(rid, kind, taken_at, values, tuple(flags)))
             readings.stamps.append(taken_at)
         for pid, readings in fresh.items():
-            self.patients.pop(pid, None)
+            old = self.patients.pop(pid, None)
+            self.readings += len(readings.rows) - (len(old.rows) if old is not None else 0)
             self.patients[pid] = readings
-        while len(self.patients) > self.max_patients:  # the least recently loaded go first
-            del self.patients[next(iter(self.patients))]
+        self._evict(set(fresh) | set(batch))
+
+    def _evict(self, batch: set[int]) -> None:
+        """Within the bounds again: the patients loaded longest ago go first, never one of
+        the batch being evaluated."""
+        for pid in list(self.patients):
+            if len(self.patients) <= self.max_patients and self.readings <= self.max_readings:
+                return
+            if pid not in batch:
+                self.readings -= len(self.patients.pop(pid).rows)
 
     def claimed(self, pid: int, reading: WindowReading) -> None:
         """A reading claimed for evaluation (the patient's readings are loaded)."""
         readings = self.patients[pid]
-        readings.add(reading)
+        self.readings += readings.add(reading)
         if readings.newest is None or reading.taken_at > readings.newest:
             readings.newest = reading.taken_at
 
@@ -142,8 +159,10 @@ class PatientWindows:
             if readings is not None and readings.newest is not None:
                 edge = readings.newest - self.slack
                 if readings.stamps and readings.stamps[0] < edge - self._longest:
+                    before = len(readings.rows)
                     readings.trim({k: edge - v for k, v in self.keep.items()},
                                   edge - self._longest)
+                    self.readings -= before - len(readings.rows)
 
 
 def int_array(values: Iterable[int]) -> str:

@@ -236,7 +236,7 @@ class AlertEngine:
             cached = windows.get(patient)
             if cached is None or not all(cached.covers(k, t - keep[k]) for k in keep):
                 starts[patient] = t
-        windows.load(conn, starts)
+        windows.load(conn, starts, earliest)
         for i in items:
             if i.kind in keep:
                 assert i.patient_id is not None

@@ -156,3 +156,20 @@ def test_a_reading_attributed_late_goes_to_the_engine_of_its_patients_bucket(con
         assert drain(other, engine("1/2")) == 1
     assert alerted(conn) == {(odd, "bp_severe")}
     assert queued(conn) == 0
+
+
+def test_memory_bounds_forget_patients_and_reload_them_when_needed(conn):
+    """Past ``max_readings`` the patients loaded longest ago are forgotten; their next
+    reading loads their window again, with the same finding."""
+    add_team(conn, "hf")
+    pids = [add_patient(conn, f"P{n}", teams=["hf"], hub_id=f"hub-{n}") for n in range(2)]
+    e = engine()
+    e.windows().max_readings = 1
+    for pid in pids:
+        weight(conn, pid, 70.0, T0 - timedelta(days=2))
+        assert drain(conn, e) == 1
+    assert list(e.windows().patients) == [pids[1]]  # the first was forgotten
+    weight(conn, pids[0], 72.5, T0)
+    assert drain(conn, e) == 1
+    assert list(e.windows().patients) == [pids[0]]
+    assert alerted(conn) == {(pids[0], "hf_weight_change")}
