@@ -656,3 +656,36 @@ def test_snoozing_in_the_queue_says_until_when(browser: Browser,
         assert left is not None and timedelta(minutes=118) < left[0] <= timedelta(hours=2)
     finally:
         context.close()
+
+
+def test_dense_oximetry_is_drawn_in_hourly_buckets_to_the_last_hour(
+        browser: Browser, clinic: tuple[Clinic, str]) -> None:
+    """A day of oximetry every 4 s (21,600 readings) is more than a chart draws point by
+    point: the page asks for hourly buckets, so the chart reaches the latest hour
+    instead of stopping where the raw series' row limit (20,000, oldest first) cut it."""
+    world, base = clinic
+    with psycopg.connect(world.url, autocommit=True) as conn:
+        olly = admin.create_patient(conn, display_name="Olly Oximeter", teams=["heart-failure"])
+        conn.execute(
+            'INSERT INTO reading (id, taken_at, kind, hub_id, patient_id, device, "values",'
+            " received_at) SELECT gen_random_uuid(), now() - make_interval(secs => 4 * i),"
+            " 'spo2', 'hub-sam', %s, 'C4:7C:8D:00:00:03',"
+            " jsonb_build_object('spo2', 90 + i %% 7, 'pulse_rate', 70), now()"
+            " FROM generate_series(1, 21600) AS i", (olly,))
+    context, page = _signed_in(browser, base, "ben")
+    try:
+        page.goto(base + f"/patients/{olly}?range=24h")
+        chart = page.locator("figure#chart-spo2")
+        data = orjson.loads(chart.get_attribute("data-chart") or "{}")
+        series = data["series"][0]
+        assert series["resolution"] == "hour"
+        assert 24 <= len(series["points"]) <= 25
+        last = datetime.fromisoformat(series["points"][-1]["t"])
+        assert datetime.now(UTC) - last < timedelta(hours=1)
+        expect(chart).to_have_attribute("data-points", str(len(series["points"])))
+        expect(page.locator("#readings tbody tr")).to_have_count(100)
+        newest = page.locator("#readings tbody tr time").first.get_attribute("datetime")
+        assert newest and datetime.now(UTC) - datetime.fromisoformat(newest) < timedelta(
+            minutes=1)
+    finally:
+        context.close()

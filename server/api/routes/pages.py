@@ -27,7 +27,7 @@ from server.access import Scope
 from server.api import clinical_text, humantime
 from server.api.deps import PoolDep
 from server.api.scope import AdminScope, AlertAccess, ListAccess, PatientAccess
-from server.patient_view import recent_readings, rules_now
+from server.patient_view import chart_resolution, kinds_measured, recent_readings, rules_now
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
@@ -37,8 +37,8 @@ RANGES: dict[str, timedelta] = {"24h": timedelta(hours=24), "7d": timedelta(days
 RangeName = Literal["24h", "7d", "30d", "90d"]
 #: How much history the alert page's chart shows before the alert opened.
 ALERT_CHART_BEFORE = timedelta(hours=48)
-#: Up to this many readings the alert page's chart draws each one.
-ALERT_CHART_RAW_MAX = 5000
+#: Up to this many readings in its range a chart draws each one (else buckets).
+CHART_RAW_MAX = 5000
 SNOOZE_MINUTES = (30, 60, 120, 240, 480)
 STATUSES = ("active", "admitted", "away", "discharged")
 SORTS = ("attention", "name", "last_reading", "news2", "adherence")
@@ -135,10 +135,12 @@ def queue_rows(request: Request, pool: PoolDep, access: ListAccess,
 # -- one alert --------------------------------------------------------------------------
 
 def _chart(conn: Any, patient_id: int, kind: str, start: datetime, end: datetime,
-           limits: list[clinical_text.Threshold],
-           resolution: record_queries.Resolution | None = None) -> dict[str, Any]:
-    """One chart's data: a series per charted metric, and the threshold lines."""
+           limits: list[clinical_text.Threshold]) -> dict[str, Any]:
+    """One chart's data: a series per charted metric (every reading unless there are too
+    many to draw), and the threshold lines."""
     metrics = clinical_text.CHART_METRICS.get(kind, ())
+    resolution = chart_resolution(conn, patient_id, kind, start=start, end=end,
+                                  raw_max=CHART_RAW_MAX)
     series = [record_queries.series(conn, patient_id, kind=kind, metric=m, start=start, end=end,
                                     resolution=resolution) for m in metrics]
     return {"kind": kind, "title": clinical_text.KIND_LABELS.get(kind, kind),
@@ -173,9 +175,7 @@ def alert_page(request: Request, alert_id: int, pool: PoolDep,
             for kind in rule.get("reading_kinds") or []:
                 if kind in clinical_text.CHART_METRICS:
                     start, stop = opened - ALERT_CHART_BEFORE, end + timedelta(minutes=1)
-                    chart = _chart(conn, alert["patient_id"], kind, start, stop, limits,
-                                   _evidence_resolution(conn, alert["patient_id"], kind,
-                                                        start, stop))
+                    chart = _chart(conn, alert["patient_id"], kind, start, stop, limits)
                     if any(s["points"] for s in chart["series"]):  # kinds with readings only
                         charts.append(chart)
         names = _clinician_names(conn, [e.get("clinician_id") for e in alert["events"]]
@@ -189,16 +189,6 @@ def alert_page(request: Request, alert_id: int, pool: PoolDep,
                      {**alert, "next_escalation_at": humantime.parse(
                          alert.get("next_escalation_at")),
                       "ack_expires_at": humantime.parse(alert.get("ack_expires_at"))}))
-
-
-def _evidence_resolution(conn: Any, patient_id: int, kind: str, start: datetime,
-                         end: datetime) -> record_queries.Resolution | None:
-    """Every reading around an alert (it is the evidence) unless there are too many to
-    draw (continuous oximetry): then the series' own choice of buckets."""
-    row = conn.execute("SELECT count(*) FROM (SELECT 1 FROM reading WHERE patient_id = %s"
-                       " AND kind = %s AND taken_at >= %s AND taken_at < %s LIMIT %s) r",
-                       (patient_id, kind, start, end, ALERT_CHART_RAW_MAX + 1)).fetchone()
-    return "raw" if row is not None and row[0] <= ALERT_CHART_RAW_MAX else None
 
 
 def _clinician_names(conn: Any, ids: list[Any]) -> dict[int, str]:
@@ -278,9 +268,7 @@ def patient_page(request: Request, patient_id: int, pool: PoolDep, access: Patie
         rules = rules_now(conn, patient_id)
         limits = [t for r in rules if r.kind == "threshold"
                   for t in clinical_text.thresholds(r.id, str(r.severity), r.raw_params)]
-        kinds_seen = {r[0] for r in conn.execute(
-            "SELECT DISTINCT kind FROM reading WHERE patient_id = %s AND taken_at >= %s",
-            (patient_id, now - RANGES["90d"])).fetchall()}
+        kinds_seen = kinds_measured(conn, patient_id, since=now - RANGES["90d"])
         charts = [_chart(conn, patient_id, kind, start, now + timedelta(minutes=1), limits)
                   for kind in clinical_text.kinds() if kind in kinds_seen]
         opened_by = audit.search(conn, patient_id=patient_id, limit=10)
