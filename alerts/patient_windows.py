@@ -126,7 +126,7 @@ class PatientWindows:
                 " JOIN reading r ON r.patient_id = p.pid AND r.kind = k.kind"
                 " AND r.taken_at >= p.t - k.keep ORDER BY r.patient_id, r.taken_at, r.id",
                 (int_array(pids), time_array(starts[p] for p in pids), kinds,
-                 [self.keep[k] for k in kinds])):
+                 [self.keep[k] for k in kinds])).fetchall():  # rows made in C, not one by one
             readings = fresh[pid]
             readings.ids.add(rid)
             readings.rows.append(WindowReading(rid, kind, taken_at, values, tuple(flags)))
