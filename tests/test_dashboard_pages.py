@@ -249,6 +249,14 @@ def test_nurse_a_sees_only_her_teams_alerts_and_patients(browser: Browser,
             assert response is not None and response.status == 404, path
             expect(page.get_by_role("heading", name="Not found")).to_be_visible()
             expect(page.locator("body")).not_to_contain_text("Harry")
+        with psycopg.connect(world.url) as conn:
+            seen = conn.execute(
+                "SELECT a.outcome, count(*) FROM access_audit a JOIN clinician c"
+                " ON c.id = a.clinician_id WHERE c.username = 'anna' AND (a.patient_id = %s"
+                " OR a.resource IN (%s, %s)) GROUP BY 1",
+                (world.harry, f"/patients/{world.harry}", f"/alerts/{world.harry_alert}")
+            ).fetchall()
+        assert dict(seen) == {"not_found": 2}  # audited, and no successful read of Harry
     finally:
         context.close()
 
@@ -689,3 +697,27 @@ def test_dense_oximetry_is_drawn_in_hourly_buckets_to_the_last_hour(
             minutes=1)
     finally:
         context.close()
+
+
+def test_every_page_takes_its_data_through_an_access_dependency() -> None:
+    """A new page without one fails here (the OpenAPI walk of tests/test_access.py does
+    not see pages: they are not in the schema)."""
+    from fastapi.dependencies.models import Dependant
+    from fastapi.routing import APIRoute
+
+    from server.api import scope
+    from server.api.routes import pages
+
+    guards = {scope.list_access, scope.patient_access, scope.alert_access, scope.admin_scope}
+
+    def calls(dependant: Dependant) -> set[object]:
+        found: set[object] = {dependant.call} if dependant.call else set()
+        for sub in dependant.dependencies:
+            found |= calls(sub)
+        return found
+
+    routes = [r for r in pages.router.routes if isinstance(r, APIRoute)]
+    assert {r.path for r in routes} >= {"/queue", "/queue/rows", "/alerts/{alert_id}",
+                                       "/caseload", "/patients/{patient_id}", "/hubs"}
+    unguarded = [r.path for r in routes if not calls(r.dependant) & guards]
+    assert unguarded == []
