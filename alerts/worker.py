@@ -111,9 +111,11 @@ class BatchResult:
 
 #: Claim a batch: delete its queue rows (the delete commits with the batch's alert changes,
 #: or rolls back with them) and read each reading's values in the same round trip.
+#: ``= ANY(ARRAY(...))``, not ``IN (...)``: the planner then deletes by the primary key
+#: instead of a hash join over the whole table (dead rows included, after a backlog).
 CLAIM = (
-    "WITH claimed AS (DELETE FROM evaluation_queue WHERE seq IN ("
-    " SELECT seq FROM evaluation_queue{where} ORDER BY seq FOR UPDATE SKIP LOCKED LIMIT %s)"
+    "WITH claimed AS (DELETE FROM evaluation_queue WHERE seq = ANY(ARRAY("
+    " SELECT seq FROM evaluation_queue{where} ORDER BY seq FOR UPDATE SKIP LOCKED LIMIT %s))"
     " RETURNING seq, reading_id, taken_at, patient_id, kind)"
     " SELECT c.seq, c.reading_id::text, c.taken_at, c.patient_id, c.kind, r.\"values\", r.flags"
     " FROM claimed c LEFT JOIN reading r ON r.id = c.reading_id AND r.taken_at = c.taken_at")
