@@ -385,6 +385,7 @@ def measure_api(base: str, url: str, *, one_hz: int, now: datetime, requests: in
             except httpx.HTTPError as err:  # e.g. a read timeout: say so, measure the rest
                 out[name] = {"error": f"{type(err).__name__}: {err}"}
                 continue
+            time.sleep(0.5)  # the audit row is written as the request ends, maybe after
             audited = _audit_rows(url) - before
             if last.status_code != 200:
                 out[name] = {"error": f"HTTP {last.status_code}: {last.text[:200]}",

@@ -15,6 +15,7 @@ import orjson
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
+from psycopg.types.json import set_json_loads
 
 from alerts.model import Rule
 from alerts.news2 import score as news2_score
@@ -103,6 +104,7 @@ def caseload(conn: Conn, scope: Scope, *, team: str | None = None, status: str |
         scope=patient_condition(scope, "p.id"),
         filters=sql.SQL("".join(" AND " + f for f in filters)))
     with conn.cursor(row_factory=dict_row) as cur:
+        set_json_loads(orjson.loads, cur)  # a caseload row holds 8 JSON documents
         rows = cur.execute(query, params).fetchall()
         adherence = _adherence(conn, [r["id"] for r in rows], now=now)
     at = now or datetime.now(UTC)
