@@ -146,6 +146,15 @@ class Reading(BaseModel):
         raise ValueError("taken_at must be an RFC 3339 date-time string with a timezone "
                          "(Z or an offset), e.g. 2026-11-22T08:00:00Z")
 
+    @field_validator("device", "flags")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        """PostgreSQL text cannot hold NUL: caught here, it is a reject of its item; let
+        through, COPY refused the whole batch and the message was quarantined whole."""
+        if "\x00" in (value if isinstance(value, str) else "".join(value)):
+            raise ValueError("NUL characters (\\u0000) are not allowed in text")
+        return value
+
     @field_validator("taken_at")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:

@@ -75,7 +75,12 @@ def _array_literal(flags: tuple[str, ...]) -> str:
 
 def _quarantine_item(received_at: datetime, hub: str | None, topic: str, index: int | None,
                      reason: str, item: Any) -> QuarantineRow:
-    """Keep the offending item as jsonb when PostgreSQL can hold it, else as bytes."""
+    """Keep the offending item as jsonb when PostgreSQL can hold it, else as bytes.
+
+    The reason may quote the input (a field's name from the payload), so a NUL in it,
+    which PostgreSQL text cannot hold, is written as ``\\u0000``: left raw, the whole
+    transaction was refused and the message quarantined whole after three tries."""
+    reason = reason.replace("\x00", "\\u0000")
     if isinstance(item, bytes | bytearray | memoryview):
         return (received_at, hub, topic, index, reason, None, bytes(item))
     try:
