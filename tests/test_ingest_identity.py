@@ -5,6 +5,7 @@ and PostgreSQL (issue 7)."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -226,9 +227,20 @@ def test_a_message_over_the_distinct_days_limit_is_quarantined_whole_and_stored_
     assert all("spans 6 distinct UTC days, more than the 5" in q[1] for q in quarantined)
 
 
+def clear_of_an_hour_boundary(needed_s: float = 60.0) -> None:
+    """Rejects are counted by hub and hour (quarantine_hourly), so a test that counts them
+    must not run across an hour: with fewer than ``needed_s`` left in this one, sleep
+    until the next has begun."""
+    now = datetime.now(UTC)
+    left = 3600 - (now.minute * 60 + now.second + now.microsecond / 1e6)
+    if left < needed_s:
+        time.sleep(left + 0.5)
+
+
 def test_quarantine_quota_per_hub_counts_and_samples(
         db_url: str, mosquitto: MosquittoServer, publisher: Publisher) -> None:
     quota = QuarantineQuota(rows=5, bytes=10_000, sample_every=10, preview_bytes=64)
+    clear_of_an_hour_boundary()
     service = start_ingest(db_url, mosquitto.port, quarantine_quota=quota)
     try:
         for n in range(50):  # the noisy hub: 50 rejects, each a ~1 kB non-JSON payload
@@ -240,8 +252,9 @@ def test_quarantine_quota_per_hub_counts_and_samples(
         wait_for(lambda: service.counters.quarantined == 51)
     finally:
         service.stop()
-    counted = {r[0]: r[1:] for r in rows(
-        db_url, "SELECT hub_id, rejects, bytes, kept FROM quarantine_hourly")}
+    hourly = rows(db_url, "SELECT hub_id, rejects, bytes, kept FROM quarantine_hourly")
+    assert len(hourly) == 2, f"one row per hub, in one hour: {hourly}"
+    counted = {r[0]: r[1:] for r in hourly}
     kept = rows(db_url, "SELECT reason, length(payload) FROM quarantine"
                         " WHERE hub_id = 'hub-noisy' ORDER BY id")
     # Ordinals 0-4 are within the quota; beyond it, 10, 20, 30 and 40 are kept as samples.
