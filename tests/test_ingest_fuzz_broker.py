@@ -621,6 +621,15 @@ def kept_under(quota: QuarantineQuota, rejects: int) -> int:
     return within + len([n for n in range(quota.rows, rejects) if n % quota.sample_every == 0])
 
 
+def storage(url: str) -> str:
+    """What ``reading`` is: a TimescaleDB hypertable (with its chunks) or a plain table."""
+    if rows(url, "SELECT to_regclass('timescaledb_information.chunks')") == [(None,)]:
+        return "plain PostgreSQL"
+    chunks = rows(url, "SELECT count(*) FROM timescaledb_information.chunks"
+                       " WHERE hypertable_name = 'reading'")[0][0]
+    return f"TimescaleDB, {chunks} chunks of reading"
+
+
 def publish_alone(port: int, username: str, msg: Message) -> str:
     """Publish ``msg`` at QoS 1 from a new connection (driven here, no thread):
     'acknowledged' (for a topic the ACL forbids: and dropped) or 'disconnected' (the
@@ -723,7 +732,7 @@ def test_fuzz_through_the_broker_stores_the_valid_quarantines_the_rest_and_keeps
           f" {len(valid)} valid readings, {rejects} rejects; generated in {generated:.1f} s,"
           f" published in {published:.1f} s, all written {drained:.1f} s after the first;"
           f" probes stored in {max(latencies):.2f} s; counters {ingest.counters.as_dict()}"
-          + (f"; the broker {dict(dropped)}" if dropped else ""))
+          + (f"; the broker {dict(dropped)}" if dropped else "") + f"; {storage(db_url)}")
 
     # (c) exactly the valid readings and the probes, each once, at their own time
     stored = rows(db_url, "SELECT id::text, taken_at, hub_id FROM reading")
