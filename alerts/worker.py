@@ -272,9 +272,12 @@ class AlertEngine:
                     start = bisect.bisect_left(stamps, item.taken_at - rule.window, 0, upto)
                     view = views[rule.window, kinds] = Window(
                         _ending_with(rows[start:upto], item.reading_id, kinds), only_kinds=kinds)
-                finding = evaluators[rule.kind].evaluate(rule, view, item.taken_at)
-                if finding is None or (not finding.firing and (
-                        not rule.auto_resolve or rule.id not in active.get(pid, ()))):
+                judge = evaluators[rule.kind]
+                quiet = not rule.auto_resolve or rule.id not in active.get(pid, ())
+                # nothing active to clear: only a firing finding matters
+                fn = judge.firing if quiet and judge.firing is not None else judge.evaluate
+                finding = fn(rule, view, item.taken_at)
+                if finding is None or (not finding.firing and quiet):
                     continue  # nothing to open, update or clear: no round trip
                 change = self._apply(conn, pid, rule, finding, now, status.get(pid),
                                      active.setdefault(pid, set()), evidence_at=item.taken_at)

@@ -29,6 +29,9 @@ class Evaluator:
     parse: Parse
     evaluate: Evaluate
     doc: str
+    #: The same judgement returning only a firing finding (None otherwise), for a caller
+    #: that would discard a clearing one (no active alert); None: use ``evaluate``.
+    firing: Evaluate | None = None
 
 
 def _registry() -> Mapping[str, Evaluator]:
@@ -37,8 +40,10 @@ def _registry() -> Mapping[str, Evaluator]:
     table: dict[str, Evaluator] = {}
     for name in EVALUATOR_MODULES:
         module = importlib.import_module(f"alerts.evaluators.{name}")
+        firing = getattr(module, "FIRING", {})
         for kind, (parse, evaluate) in module.EVALUATORS.items():
-            table[kind] = Evaluator(kind, parse, evaluate, (evaluate.__doc__ or "").strip())
+            table[kind] = Evaluator(kind, parse, evaluate, (evaluate.__doc__ or "").strip(),
+                                    firing.get(kind))
     return table
 
 

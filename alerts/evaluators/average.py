@@ -56,6 +56,15 @@ def parse(raw: Mapping[str, Any], *, where: str, rule_id: str,
 
 def evaluate(rule: Rule, window: Window, now: datetime) -> Finding | None:
     """Mean of each metric over the period (first day discarded) against its limit."""
+    return _judge(rule, window, now, clears=True)
+
+
+def firing(rule: Rule, window: Window, now: datetime) -> Finding | None:
+    """``evaluate``'s firing finding, or None (no clear finding built)."""
+    return _judge(rule, window, now, clears=False)
+
+
+def _judge(rule: Rule, window: Window, now: datetime, *, clears: bool) -> Finding | None:
     p: AverageParams = rule.params
     metrics = {m for m, _ in p.above}
     rs = [r for r in window.of_kind(*rule.reading_kinds)
@@ -69,10 +78,13 @@ def evaluate(rule: Rule, window: Window, now: datetime) -> Finding | None:
     if len(days) < p.min_days or len(rs) < p.min_readings:
         return None
     means = {m: sum(float(r.values[m]) for r in rs) / len(rs) for m in metrics}
+    fires = any(means[m] >= limit for m, limit in p.above)
+    if not fires and not clears:
+        return None
     shown = "/".join(f"{means[m]:.0f}" for m, _ in p.above)
     detail = {"means": {m: round(v, 1) for m, v in means.items()}, "readings": len(rs),
               "days": len(days)}
-    if any(means[m] >= limit for m, limit in p.above):
+    if fires:
         return Finding(True, rule.severity,
                        f"{rule.title}: average {shown} over {len(days)} days "
                        f"({len(rs)} readings)", tuple(rs[-10:]), detail)
@@ -80,3 +92,4 @@ def evaluate(rule: Rule, window: Window, now: datetime) -> Finding | None:
 
 
 EVALUATORS = {"average": (parse, evaluate)}
+FIRING = {"average": firing}

@@ -113,16 +113,27 @@ def latest_values(window: Window, now: datetime,
 
 def evaluate(rule: Rule, window: Window, now: datetime) -> Finding | None:
     """NEWS2 (RCP 2017) over the newest value of each parameter; partial when some are missing."""
+    return _judge(rule, window, now, clears=True)
+
+
+def firing(rule: Rule, window: Window, now: datetime) -> Finding | None:
+    """``evaluate``'s firing finding, or None (no clear finding built)."""
+    return _judge(rule, window, now, clears=False)
+
+
+def _judge(rule: Rule, window: Window, now: datetime, *, clears: bool) -> Finding | None:
     p: News2Params = rule.params
     values, used, oxygen_flag = latest_values(window, now, p.max_age)
     if not values:
         return None
     s = score(spo2_scale=p.spo2_scale, on_oxygen=p.on_oxygen or oxygen_flag,
               consciousness=None, **values)
+    severity = p.severity_for(s.response)
+    if severity is None and not clears:
+        return None
     detail = {"total": s.total, "parameters": dict(s.parameters), "partial": s.partial,
               "missing": list(s.missing), "response": s.response, "spo2_scale": p.spo2_scale}
     label = f"NEWS2 {s.total}" + (f" (partial: no {', '.join(s.missing)})" if s.partial else "")
-    severity = p.severity_for(s.response)
     if severity is None:
         return Finding(False, None, f"{label}: {s.response}", tuple(used), detail)
     return Finding(True, severity, f"{label}: {s.response} clinical response", tuple(used),
@@ -130,3 +141,4 @@ def evaluate(rule: Rule, window: Window, now: datetime) -> Finding | None:
 
 
 EVALUATORS = {"news2": (parse, evaluate)}
+FIRING = {"news2": firing}

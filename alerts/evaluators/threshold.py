@@ -128,6 +128,15 @@ def _describe(rs: Sequence[WindowReading], metrics: frozenset[str]) -> str:
 
 def evaluate(rule: Rule, window: Window, now: datetime) -> Finding | None:
     """Threshold with optional duration or N-of-M, severity levels and a clear condition."""
+    return _judge(rule, window, now, clears=True)
+
+
+def firing(rule: Rule, window: Window, now: datetime) -> Finding | None:
+    """``evaluate``'s firing finding, or None (no clear finding built)."""
+    return _judge(rule, window, now, clears=False)
+
+
+def _judge(rule: Rule, window: Window, now: datetime, *, clears: bool) -> Finding | None:
     p: ThresholdParams = rule.params
     metrics = p.metric_set
     readings = window.of_kind(*rule.reading_kinds)
@@ -177,7 +186,7 @@ def evaluate(rule: Rule, window: Window, now: datetime) -> Finding | None:
         return Finding(True, sev, f"{rule.title}: {_describe(hits, metrics)}", tuple(hits[-10:]),
                        key=f"reading:{rs[-1].id}")
     latest = rs[-p.clear_count:]
-    if len(latest) < p.clear_count:
+    if not clears or len(latest) < p.clear_count:
         return None
     if p.clear is not None:
         cleared = all(p.clear.holds(r.values) is True for r in latest)
@@ -190,3 +199,4 @@ def evaluate(rule: Rule, window: Window, now: datetime) -> Finding | None:
 
 
 EVALUATORS = {"threshold": (parse, evaluate)}
+FIRING = {"threshold": firing}
