@@ -25,7 +25,7 @@ from homeward.kinds import Kind
 from server.access import Scope, patient_condition
 
 Conn = psycopg.Connection[Any]
-Resolution = Literal["raw", "hour", "day"]
+Resolution = Literal["raw", "minute", "hour", "day"]
 
 SEVERITY_RANK = {"red": 0, "amber": 1, "info": 2}
 #: A NEWS2 is made from the latest reading of each kind taken within this long.
@@ -35,6 +35,9 @@ ADHERENCE_DAYS = 7
 #: Series: raw points up to this range, hourly buckets up to the next, then daily.
 RAW_UP_TO = timedelta(days=2)
 HOURLY_UP_TO = timedelta(days=31)
+#: A "raw" range holding more readings than this (continuous oximetry) is answered in
+#: one-minute buckets instead: a chart cannot show more, and a cut list would hide the end.
+MAX_RAW_POINTS = 20_000
 
 
 def _iso(value: Any) -> Any:
@@ -277,17 +280,31 @@ def resolution_for(start: datetime, end: datetime) -> Resolution:
 
 def series(conn: Conn, patient_id: int, *, kind: str, metric: str, start: datetime,
            end: datetime, resolution: Resolution | None = None) -> dict[str, Any]:
-    """Points of one metric for a chart: raw readings for a short range, hourly or daily
-    buckets (min/mean/max) for a long one, so 90 days of 1 Hz oximetry stays small."""
+    """Points of one metric for a chart: raw readings for a short range (one-minute
+    buckets when it holds more than MAX_RAW_POINTS), hourly or daily buckets
+    (min/mean/max) for a long one, so 90 days of 1 Hz oximetry stays small."""
     chosen = resolution or resolution_for(start, end)
     value = sql.SQL("(\"values\"->>{})::float8").format(sql.Literal(metric))
+    rows: list[Any] = []
     if chosen == "raw":
         query = sql.SQL(
             "SELECT taken_at AS t, {v} AS v FROM reading WHERE patient_id = %s AND kind = %s"
             " AND taken_at >= %s AND taken_at < %s AND \"values\" ? %s"
-            " ORDER BY taken_at LIMIT 20000").format(v=value)
+            " ORDER BY taken_at LIMIT {n}").format(v=value, n=sql.Literal(MAX_RAW_POINTS + 1))
         rows = conn.execute(query, (patient_id, kind, start, end, metric)).fetchall()
+        if len(rows) > MAX_RAW_POINTS:
+            chosen = "minute"
+    if chosen == "raw":
         points = [{"t": t.isoformat(), "v": v} for t, v in rows]
+    elif chosen == "minute":
+        query = sql.SQL(
+            "SELECT date_bin('1 minute'::interval, taken_at, timestamptz '2000-01-01') AS t,"
+            " min({v}), avg({v}), max({v}), count(*) FROM reading"
+            " WHERE patient_id = %s AND kind = %s AND taken_at >= %s AND taken_at < %s"
+            " AND \"values\" ? %s GROUP BY 1 ORDER BY 1").format(v=value)
+        rows = conn.execute(query, (patient_id, kind, start, end, metric)).fetchall()
+        points = [{"t": t.isoformat(), "min": lo, "mean": mean, "max": hi, "n": n}
+                  for t, lo, mean, hi, n in rows]
     elif (window := _rollup_window(conn, metric, start, end)) is not None:
         width = "1 hour" if chosen == "hour" else "1 day"
         rows = conn.execute(_rollup_query(metric, width), {

@@ -196,3 +196,22 @@ def test_the_audit_shows_who_opened_the_record(clinic: tuple[Clinic, str]) -> No
                                            "GET /api/patients/{patient_id}/series"}
     # nurse A's refused attempt is recorded without naming the patient she probed
     assert [(r["outcome"], r["patient_id"]) for r in by_clinician] == [("not_found", None)]
+
+
+def test_a_dense_day_is_answered_in_minute_buckets_not_cut_short(
+        clinic: tuple[Clinic, str]) -> None:
+    world, base = clinic
+    now = datetime.now(UTC).replace(microsecond=0)
+    with psycopg.connect(world.url, autocommit=True) as conn:  # 7 h of 1 Hz oximetry
+        conn.execute(
+            'INSERT INTO reading (id, taken_at, kind, hub_id, patient_id, device, "values",'
+            " received_at) SELECT gen_random_uuid(), %s - s * interval '1 second', 'spo2',"
+            " 'hub-b', %s, 'AA:01', jsonb_build_object('spo2', 90 + s %% 7), now()"
+            " FROM generate_series(1, 25200) s", (now, world.patient_b))
+    with as_(world, base, "nurse_b") as nurse:
+        day = nurse.get(f"/api/patients/{world.patient_b}/series", params={
+            "kind": "spo2", "metric": "spo2", "to": now.isoformat(),
+            "from": (now - timedelta(days=1)).isoformat()}).json()
+    assert day["resolution"] == "minute"
+    assert sum(p["n"] for p in day["points"]) == 25200 + 1  # and the seeded reading
+    assert day["points"][-1]["t"] >= (now - timedelta(minutes=1)).isoformat()

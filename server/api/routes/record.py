@@ -113,9 +113,9 @@ class Series(BaseModel):
     metric: str
     from_: str = Field(alias="from")
     to: str
-    resolution: Literal["raw", "hour", "day"]
+    resolution: Literal["raw", "minute", "hour", "day"]
     points: list[dict[str, Any]] = Field(
-        description="raw: {t, v}; hour/day: {t, min, mean, max, n}")
+        description="raw: {t, v}; minute/hour/day: {t, min, mean, max, n}")
 
 
 class TimelineEntry(BaseModel):
