@@ -23,6 +23,8 @@ def register(bench: typer.Typer) -> None:
         in_process: bool = typer.Option(False, help="run the ingest in this process "
                                                     "(default: a subprocess)"),
         as_json: bool = typer.Option(False, "--json", help="print the figures as JSON"),
+        enrolled: bool = typer.Option(False, help="enrol each hub to a patient first, so "
+                                                  "readings are attributed"),
     ) -> None:
         """Readings/s and publish→commit latency through the real broker, ingest and database."""
         from bench.ingest import BenchOptions, main
@@ -30,7 +32,7 @@ def register(bench: typer.Typer) -> None:
         raise typer.Exit(main(BenchOptions(hubs=hubs, per_message=per_message, seconds=seconds,
                                            rate=rate, database_url=database_url,
                                            mqtt_port=mqtt_port, in_process=in_process,
-                                           as_json=as_json)))
+                                           as_json=as_json, enrolled=enrolled)))
 
     @bench.command("alerts")
     def bench_alerts(

@@ -52,6 +52,25 @@ class BenchOptions:
     in_process: bool = False
     as_json: bool = False
     durable: bool = True
+    #: Enrol each simulated hub to a patient first, so readings are attributed (and the
+    #: per-patient work the ingest and its triggers do for them is measured too).
+    enrolled: bool = False
+
+
+def _enrol_hubs(conn: psycopg.Connection[Any], hubs: int) -> None:
+    """A patient per simulated hub, enrolled from a day ago (once per database)."""
+    from datetime import timedelta
+
+    from server import admin
+
+    since = datetime.now(UTC) - timedelta(days=1)
+    for h in range(hubs):
+        hub = f"bench-hub-{h:04d}"
+        if conn.execute("SELECT 1 FROM hub WHERE id = %s", (hub,)).fetchone() is not None:
+            continue
+        admin.create_hub(conn, hub_id=hub)
+        patient = admin.create_patient(conn, display_name=f"Bench patient {h}")
+        admin.enrol(conn, hub_id=hub, patient_id=patient, valid_from=since)
 
 
 class BoundedPublisher:
@@ -185,6 +204,8 @@ def run(opts: BenchOptions) -> dict[str, Any]:
         migrate(url)
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("TRUNCATE reading, evaluation_queue, quarantine")
+            if opts.enrolled:
+                _enrol_hubs(conn, opts.hubs)
         if opts.mqtt_port:
             port = opts.mqtt_port
         else:
