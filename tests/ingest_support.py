@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -58,3 +63,34 @@ def one(cursor: Any) -> tuple[Any, ...]:
     row = cursor.fetchone()
     assert row is not None, "the query returned no row"
     return tuple(row)
+
+
+class IngestProcess:
+    """``homeward ingest`` as a subprocess, to be SIGKILLed."""
+
+    def __init__(self, db_url: str, port: int, log: Path, *,
+                 client_id: str = "ingest-test") -> None:
+        self.args = [sys.executable, "-m", "stack", "ingest", "--database-url", db_url,
+                     "--mqtt-port", str(port), "--client-id", client_id]
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "HOMEWARD_MQTT_HOST": "127.0.0.1"}
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT,
+                                         env=env)
+
+    def kill(self) -> None:
+        assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

@@ -10,10 +10,6 @@ each is queued for evaluation once.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +20,7 @@ import pytest
 
 from homeward.wire import readings_topic
 from stack.services import MosquittoServer
-from tests.ingest_support import Publisher, one, reading
+from tests.ingest_support import IngestProcess, Publisher, one, reading
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -34,38 +30,11 @@ PER_MESSAGE = 40
 HUBS = 8
 
 
-class IngestProcess:
-    def __init__(self, db_url: str, port: int, log: Path) -> None:
-        self.args = [sys.executable, "-m", "stack", "ingest", "--database-url", db_url,
-                     "--mqtt-port", str(port), "--client-id", "ingest-crash-test"]
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {**os.environ, "HOMEWARD_MQTT_HOST": "127.0.0.1"}
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT,
-                                         env=env)
-
-    def kill(self) -> None:
-        assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 @pytest.fixture
 def ingest_process(db_url: str, mosquitto: MosquittoServer, tmp_path: Path,
                    request: pytest.FixtureRequest) -> Iterator[IngestProcess]:
-    proc = IngestProcess(db_url, mosquitto.port, tmp_path / "ingest.log")
+    proc = IngestProcess(db_url, mosquitto.port, tmp_path / "ingest.log",
+                         client_id="ingest-crash-test")
     request.node.homeward_logs = [*getattr(request.node, "homeward_logs", []),
                                   ("ingest", lambda: proc.log.read_text()[-4000:])]
     yield proc

@@ -12,10 +12,6 @@ chosen device: the same error, the same psycopg class, on any PostgreSQL.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -36,7 +32,7 @@ from server.ingest_chunks import Part, chunk_key, plan, split_message
 from server.ingest_failures import Failure, classify, classify_error
 from server.ingest_rows import Prepared, prepare
 from stack.services import MosquittoServer
-from tests.ingest_support import Publisher, reading
+from tests.ingest_support import IngestProcess, Publisher, reading
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -389,42 +385,13 @@ def test_the_heartbeat_says_how_long_the_ingest_has_held_a_refused_message(
     assert scalar(db_url, "SELECT stopped_at IS NOT NULL FROM ingest_heartbeat") is True
 
 
-class IngestProcess:
-    """``homeward ingest`` as a subprocess, to be SIGKILLed."""
-
-    def __init__(self, db_url: str, port: int, log: Path) -> None:
-        self.args = [sys.executable, "-m", "stack", "ingest", "--database-url", db_url,
-                     "--mqtt-port", str(port), "--client-id", "ingest-poison-test"]
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {**os.environ, "HOMEWARD_MQTT_HOST": "127.0.0.1"}
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT,
-                                         env=env)
-
-    def kill(self) -> None:
-        assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 def test_a_redelivered_poison_message_is_recognised(
         db_url: str, mosquitto: MosquittoServer, publisher: Publisher, tmp_path: Path,
         request: pytest.FixtureRequest) -> None:
     # Each try of the poison takes 2 s: long enough to kill the ingest in the middle.
     refuse_device(db_url, POISON_DEVICE, sleep_s=2.0)
-    proc = IngestProcess(db_url, mosquitto.port, tmp_path / "ingest.log")
+    proc = IngestProcess(db_url, mosquitto.port, tmp_path / "ingest.log",
+                         client_id="ingest-poison-test")
     request.node.homeward_logs = [*getattr(request.node, "homeward_logs", []),
                                   ("ingest", lambda: proc.log.read_text()[-4000:])]
     try:
