@@ -21,6 +21,7 @@ from homeward.settings import Settings
 from server import admin
 from server.api import create_app
 from tests.api_support import T0, running_api
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -196,7 +197,9 @@ def test_a_read_inside_the_scope_is_answered_and_audited(
     response = _call(base, world.tokens["nurse_b"], method,
                      path.replace("{patient_id}", str(world.patient_b)), QUERIES.get(path))
     assert response.status_code == 200, response.text
-    assert _audited_ok(world.url, world.ids["nurse_b"], world.patient_b) == before + 1
+    # the row is written as the request ends, which may be just after the response
+    wait_for(lambda: _audited_ok(world.url, world.ids["nurse_b"], world.patient_b)
+             >= before + 1, 5, "the read's audit row")
 
 
 @pytest.mark.parametrize(("method", "path"), [k for k, v in ROUTES.items() if v == "admin"])

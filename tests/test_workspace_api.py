@@ -16,6 +16,7 @@ import pytest
 from homeward.settings import Settings
 from tests.api_support import running_api
 from tests.test_access import Clinic, seed_clinic
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -181,11 +182,17 @@ def test_the_audit_shows_who_opened_the_record(clinic: tuple[Clinic, str]) -> No
         nurse.get(f"/api/patients/{world.patient_b}", headers={"X-Request-ID": "req-42"})
         nurse.get(f"/api/patients/{world.patient_b}/series",
                   params={"kind": "spo2", "metric": "spo2"})
+        # rows are written as each request ends, which may be just after its response
+        wait_for(lambda: "GET /api/patients/{patient_id}/series" in {
+            r["action"] for r in nurse.get(f"/api/patients/{world.patient_b}/audit").json()},
+            5, "the audit rows of both reads")
         mine = nurse.get(f"/api/patients/{world.patient_b}/audit").json()
         assert nurse.get("/api/audit").status_code == 403
     with as_(world, base, "nurse_a") as outsider:
         assert outsider.get(f"/api/patients/{world.patient_b}").status_code == 404
     with as_(world, base, "admin") as boss:
+        wait_for(lambda: boss.get("/api/audit", params={"clinician": world.ids["nurse_a"]}
+                                  ).json(), 5, "nurse A's refused attempt in the audit")
         rows = boss.get("/api/audit", params={"patient": world.patient_b}).json()
         by_clinician = boss.get("/api/audit",
                                 params={"clinician": world.ids["nurse_a"]}).json()

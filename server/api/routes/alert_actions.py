@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field, model_validator
 
 from alerts import store
+from server.api.alert_models import AlertDetail
 from server.api.deps import Problem, SessionDep
 from server.api.scope import AlertAccess
 from server.api.types import BoundedDatetime, Text
@@ -44,7 +45,7 @@ class AlertNoteBody(BaseModel):
     text: Annotated[Text, Field(min_length=1, max_length=10_000)]
 
 
-@router.post("/{alert_id}/snooze", responses=RESPONSES,
+@router.post("/{alert_id}/snooze", responses=RESPONSES, response_model=AlertDetail,
              summary="Silence the alert's notifications until a time (at most 7 days)")
 def snooze(alert_id: int, body: SnoozeBody, conn: SessionDep,
            access: AlertAccess) -> dict[str, Any]:
@@ -55,6 +56,7 @@ def snooze(alert_id: int, body: SnoozeBody, conn: SessionDep,
 
 
 @router.post("/{alert_id}/notes", responses=RESPONSES, status_code=201,
+             response_model=AlertDetail,
              summary="Add a note to the alert's history")
 def add_note(alert_id: int, body: AlertNoteBody, conn: SessionDep,
              access: AlertAccess) -> dict[str, Any]:

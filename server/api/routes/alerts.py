@@ -15,6 +15,7 @@ from alerts import store
 from alerts.model import ACTIVE_STATES, CLOSED_STATES, OUTCOMES
 from server.access import alert_condition
 from server.api.alert_events import OVERFLOW, AlertEvents, StreamLimit, Subscription
+from server.api.alert_models import Alert, AlertDetail
 from server.api.deps import AUTH_RESPONSES, NOT_FOUND, PoolDep, Problem, SessionDep
 from server.api.scope import AlertAccess, ListAccess, StreamScope
 from server.api.types import DbId, Text
@@ -53,7 +54,7 @@ class ResolveBody(BaseModel):
 
 
 @router.get("", summary="Alerts, most urgent first (default: open and acknowledged)",
-            responses=AUTH_RESPONSES)
+            responses=AUTH_RESPONSES, response_model=list[Alert])
 def list_alerts(
     conn: SessionDep, access: ListAccess,
     state: Annotated[list[StateFilter] | None,
@@ -122,7 +123,7 @@ async def stream(request: Request, access: ListAccess, pool: PoolDep) -> Streami
 
 
 @router.get("/{alert_id}", summary="One alert with its history",
-            responses={**AUTH_RESPONSES, **NOT_FOUND})
+            responses={**AUTH_RESPONSES, **NOT_FOUND}, response_model=AlertDetail)
 def get_alert(alert_id: DbId, conn: SessionDep, access: AlertAccess) -> dict[str, Any]:
     alert = store.get_alert(conn, alert_id)
     if alert is None:
@@ -131,7 +132,7 @@ def get_alert(alert_id: DbId, conn: SessionDep, access: AlertAccess) -> dict[str
 
 
 @router.post("/{alert_id}/acknowledge", summary="Take the alert (409 if already resolved)",
-             responses={**AUTH_RESPONSES, **NOT_FOUND, **CONFLICT})
+             responses={**AUTH_RESPONSES, **NOT_FOUND, **CONFLICT}, response_model=AlertDetail)
 def acknowledge(alert_id: DbId, conn: SessionDep, access: AlertAccess,
                 body: AcknowledgeBody | None = None) -> dict[str, Any]:
     return store.acknowledge(conn, alert_id, clinician_id=access.scope.clinician_id,
@@ -139,7 +140,7 @@ def acknowledge(alert_id: DbId, conn: SessionDep, access: AlertAccess,
 
 
 @router.post("/{alert_id}/resolve", summary="Close the alert with an outcome (409 if closed)",
-             responses={**AUTH_RESPONSES, **NOT_FOUND, **CONFLICT})
+             responses={**AUTH_RESPONSES, **NOT_FOUND, **CONFLICT}, response_model=AlertDetail)
 def resolve(alert_id: DbId, body: ResolveBody, conn: SessionDep,
             access: AlertAccess) -> dict[str, Any]:
     return store.resolve(conn, alert_id, clinician_id=access.scope.clinician_id,
