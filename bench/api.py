@@ -366,6 +366,7 @@ def measure_api(base: str, url: str, *, one_hz: int, now: datetime, requests: in
     quarter = {**day, "from": (now - timedelta(days=DAYS)).isoformat()}
     cases: list[tuple[str, str, str, dict[str, str]]] = [
         ("caseload_nurse", "nurse0", "/api/patients", {}),
+        ("caseload_admin_page", "admin", "/api/patients", {}),
         ("caseload_admin", "admin", "/api/patients", {"limit": "5000"}),
         ("triage_queue_nurse", "nurse0", "/api/alerts", {}),
         ("series_24h_1hz", "nurse0", f"/api/patients/{one_hz}/series", day),
@@ -543,6 +544,7 @@ def render(result: dict[str, Any]) -> list[str]:
                 f"max {s['max_ms']:>8.2f} ms{extra}{goal}")
 
     lines += [row("caseload, nurse (GET /api/patients)", "caseload_nurse", TARGET_P95_MS),
+              row("caseload, admin (first page, 500)", "caseload_admin_page", TARGET_P95_MS),
               row("caseload, admin (all patients)", "caseload_admin", TARGET_P95_MS),
               row("triage queue, nurse (/api/alerts)", "triage_queue_nurse"),
               row("series 24 h, 1 Hz patient", "series_24h_1hz"),

@@ -109,20 +109,26 @@ def caseload(conn: Conn, scope: Scope, *, team: str | None = None, status: str |
     with conn.cursor(row_factory=dict_row) as cur:
         set_json_loads(orjson.loads, cur)  # a caseload row holds 8 JSON documents
         rows = cur.execute(query, params).fetchall()
+        if severity is not None:
+            rows = [r for r in rows if r["highest_severity"] == severity]
+        # Order and cut first: NEWS2, adherence and the row itself only for the page.
+        rows.sort(key=_attention_key)
+        rows = rows[:limit]
         adherence = _adherence(conn, [r["id"] for r in rows], now=now)
     at = now or datetime.now(UTC)
-    out = [_caseload_row(r, adherence.get(r["id"]), at) for r in rows]
-    if severity is not None:
-        out = [r for r in out if r["highest_severity"] == severity]
-    out.sort(key=_attention_key)
-    return out[:limit]
+    return [_caseload_row(r, adherence.get(r["id"]), at) for r in rows]
+
+
+_NEVER = datetime.max.replace(tzinfo=UTC)
 
 
 def _attention_key(row: dict[str, Any]) -> tuple[Any, ...]:
-    far = "9999"
+    """Highest open severity, then the oldest unacknowledged alert, then the stalest
+    data (the patient whose latest reading is oldest, or who has none, first)."""
+    latest: dict[str, Any] = row["latest"] or {}
+    last_reading_at = max((v["taken_at"] for v in latest.values()), default="")
     return (SEVERITY_RANK.get(row["highest_severity"] or "", 9),
-            row["oldest_unacknowledged_at"] or far,
-            row["last_reading_at"] or "", row["id"])
+            row["oldest_unacknowledged_at"] or _NEVER, last_reading_at, row["id"])
 
 
 def _caseload_row(r: dict[str, Any], adherence: dict[str, int] | None,
