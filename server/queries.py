@@ -36,10 +36,6 @@ def clinician_login(conn: Conn, *, username: str) -> tuple[int, str | None] | No
     return (int(row[0]), row[1]) if row else None
 
 
-def patient_exists(conn: Conn, *, patient_id: int) -> bool:
-    return conn.execute("SELECT 1 FROM patient WHERE id = %s", (patient_id,)).fetchone() is not None
-
-
 def patient_readings(conn: Conn, *, patient_id: int, start: datetime, end: datetime,
                      kind: str | None = None, limit: int = 10000) -> list[dict[str, Any]]:
     """The patient's readings with ``start <= taken_at < end``, oldest first."""

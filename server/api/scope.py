@@ -12,17 +12,28 @@ hold every route to this.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
+import anyio
+import orjson
 from fastapi import Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 
 from alerts.store import AlertNotFound, InvalidTransition, UnknownOutcome
 from server import audit
-from server.access import NotInScope, Scope, load_scope, require_alert, require_patient
+from server.access import (
+    NotInScope,
+    Scope,
+    load_scope,
+    patient_ids_in_scope,
+    require_alert,
+    require_patient,
+    visible_teams,
+)
 from server.api.deps import CurrentClinician, PoolDep
 from server.api.types import DbId
 
@@ -159,18 +170,11 @@ class StreamScope:
         self._read_at = float("-inf")
 
     def _read(self) -> None:
-        from server.access import patient_ids_in_scope, visible_teams
-
         with self._pool.connection() as conn:
             self._patients = patient_ids_in_scope(conn, self._scope)
             self._teams = {str(r[0]) for r in conn.execute(visible_teams(self._scope))}
 
     async def allows(self, payload: str) -> bool:
-        import time
-
-        import anyio
-        import orjson
-
         if time.monotonic() - self._read_at > self._refresh_s:
             await anyio.to_thread.run_sync(self._read)
             self._read_at = time.monotonic()
