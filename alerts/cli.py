@@ -36,6 +36,9 @@ def register(app: typer.Typer) -> None:
             envvar="HOMEWARD_ALERTS_PARTITION",
             help="k/n: evaluate the patients of buckets b with b % n == k (run one engine per "
                  "k; another with the same k is a standby)")] = "0/1",
+        metrics_port: Annotated[int | None, typer.Option(
+            help="serve /metrics and /healthz on this port (0: off); default "
+                 "HOMEWARD_ALERTS_METRICS_PORT")] = None,
     ) -> None:
         """Run the alert engine: evaluate queued readings, raise, route, escalate, notify."""
         import contextlib
@@ -44,13 +47,25 @@ def register(app: typer.Typer) -> None:
         import os
         import signal
 
+        from alerts.metrics import AlertMetrics
         from alerts.service import build_worker
+        from homeward.logs import configure_logging
+        from homeward.settings import get_settings
+        from homeward.telemetry import serve
 
-        level = logging.DEBUG if os.environ.get("HOMEWARD_ALERTS_DEBUG") else logging.INFO
-        logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s")
-        worker = build_worker(_db_url(database_url), rules=rules, routes=routes,
+        s = get_settings()
+        level = logging.DEBUG if os.environ.get("HOMEWARD_ALERTS_DEBUG") else s.log_level
+        configure_logging(s.log_format, level, process="alerts")
+        url = _db_url(database_url)
+        metrics = AlertMetrics(database_url=url)
+        worker = build_worker(url, rules=rules, routes=routes,
                               poll_interval=poll, tick_interval=tick, batch_size=batch,
-                              partition=partition)
+                              partition=partition, metrics=metrics)
+        port = s.alerts_metrics_port if metrics_port is None else metrics_port
+        if port:
+            serve(metrics.registry, host=s.alerts_metrics_host, port=port,
+                  ready=lambda: worker.readiness(max(s.health_worker_stale_seconds,
+                                                     3 * poll)))
         # Stopping at any instant is safe (each step is one transaction), so SIGTERM
         # simply interrupts like Ctrl-C.
         signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -26,6 +26,7 @@ stays on its team's dashboard and the system alert says so.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -60,6 +61,9 @@ def _dumps(v: Any) -> str:
 @dataclass
 class Notifier:
     routing: RoutingTree
+    #: Called with the team that held each alert escalated by :meth:`tick`, once the
+    #: tick's transaction has committed (alerts.metrics counts them).
+    on_escalated: Callable[[str | None], None] | None = None
 
     # -- routing ------------------------------------------------------------------
     def care_teams(self, conn: psycopg.Connection[Any],
@@ -126,6 +130,7 @@ class Notifier:
     def tick(self, conn: psycopg.Connection[Any], now: datetime, *, limit: int = 200) -> int:
         """Leases that expired, snoozes that ended, escalations and reminders that are due."""
         done = 0
+        escalated: list[str | None] = []
         with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
             for alert in cur.execute(
                     f"SELECT {_ALERT_COLS} FROM alert WHERE state = 'acknowledged'"
@@ -166,9 +171,13 @@ class Notifier:
                 level = alert["escalation_level"]
                 if level + 1 < len(policy.levels):
                     self._enter_level(conn, alert, level + 1, reason="escalated", now=now)
+                    escalated.append(alert["team_id"])
                 else:
                     self._enter_level(conn, alert, level, reason="reminder", now=now)
                 done += 1
+        if self.on_escalated is not None:
+            for team_id in escalated:
+                self.on_escalated(team_id)
         return done
 
     # -- levels and recipients -------------------------------------------------------------

@@ -33,6 +33,8 @@ from alerts.channels import DeliveryError, Sender, default_senders
 log = logging.getLogger(__name__)
 
 RaiseSystemAlert = Callable[..., int]
+#: (channel, ok, seconds, gave_up) after each delivery attempt (alerts.metrics).
+OnAttempt = Callable[[str, bool, float, bool], None]
 
 
 @dataclass
@@ -42,6 +44,7 @@ class Outbox:
     cap: timedelta = timedelta(hours=1)
     max_attempts: int = 10
     on_failure: RaiseSystemAlert | None = None
+    on_attempt: OnAttempt | None = None
 
     def backoff(self, attempts: int) -> timedelta:
         return min(self.base * (1 << min(max(attempts - 1, 0), 30)), self.cap)
@@ -80,6 +83,9 @@ class Outbox:
             except DeliveryError as err:
                 error = str(err)
         ms = (time.perf_counter() - started) * 1000
+        if self.on_attempt is not None:
+            self.on_attempt(channel, error is None, ms / 1000,
+                            error is not None and attempt >= self.max_attempts)
         conn.execute("INSERT INTO notification_attempt (notification_id, at, ok, duration_ms,"
                      " error, response) VALUES (%s, %s, %s, %s, %s, %s)",
                      (nid, now, error is None, ms, error, response))
@@ -89,7 +95,8 @@ class Outbox:
                          (attempt, now, nid))
             return
         log.warning("notification %s (%s %s) attempt %d failed: %s", nid, channel, target,
-                    attempt, error)
+                    attempt, error, extra={"notification_id": nid, "alert_id": alert_id,
+                                           "channel": channel, "attempt": attempt})
         if attempt >= self.max_attempts:
             conn.execute("UPDATE notification SET state = 'failed', attempts = %s,"
                          " last_error = %s WHERE id = %s", (attempt, error, nid))

@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 
 from alerts.channels import ChannelSettings, default_senders
+from alerts.metrics import AlertMetrics
 from alerts.notify import Notifier
 from alerts.outbox import Outbox
 from alerts.partitions import Partitions, parse_partition
@@ -22,8 +23,10 @@ class AlertService:
 
     def __init__(self, ruleset: RuleSet, routing: RoutingTree, *, clock: Clock = utcnow,
                  outbox: Outbox | None = None, batch_size: int = 500,
-                 partition: str = "0/1") -> None:
-        self.notifier = Notifier(routing)
+                 partition: str = "0/1", metrics: AlertMetrics | None = None) -> None:
+        self.metrics = metrics
+        self.notifier = Notifier(routing,
+                                 on_escalated=metrics.record_escalation if metrics else None)
         k, n = parse_partition(partition)
         self.engine = AlertEngine(ruleset, clock=clock, router=self.notifier.router,
                                   batch_size=batch_size, on_change=self.notifier.on_change,
@@ -31,12 +34,16 @@ class AlertService:
         self.outbox = outbox or Outbox(default_senders(ChannelSettings()))
         if self.outbox.on_failure is None:
             self.outbox.on_failure = self.notifier.raise_system_alert
+        if metrics is not None and self.outbox.on_attempt is None:
+            self.outbox.on_attempt = metrics.record_attempt
         self.clock = clock
 
     def tick_timers(self, conn: psycopg.Connection[Any], now: datetime | None = None) -> None:
         """Absence rules, leases, snoozes, escalations and reminders that are due."""
         now = now or self.clock()
-        self.engine.tick(conn, now)  # on_change runs inside the engine's transactions
+        changes = self.engine.tick(conn, now)  # on_change runs inside its transactions
+        if self.metrics is not None:
+            self.metrics.record_changes(changes)  # committed by now
         self.notifier.tick(conn, now)
 
     def tick(self, conn: psycopg.Connection[Any], now: datetime | None = None) -> None:
@@ -63,9 +70,10 @@ class AlertService:
 
 def build_worker(url: str, *, rules: Path | None = None, routes: Path | None = None,
                  poll_interval: float = 1.0, tick_interval: float = 5.0,
-                 batch_size: int = 500, partition: str = "0/1") -> Worker:
+                 batch_size: int = 500, partition: str = "0/1",
+                 metrics: AlertMetrics | None = None) -> Worker:
     service = AlertService(load_ruleset(rules), load_routing(routes), batch_size=batch_size,
-                           partition=partition)
+                           partition=partition, metrics=metrics)
     return Worker(url, service.engine, poll_interval=poll_interval, tick=service.tick_timers,
                   tick_interval=tick_interval, delivery=service.deliver,
-                  delivery_interval=min(1.0, tick_interval))
+                  delivery_interval=min(1.0, tick_interval), metrics=metrics)

@@ -42,12 +42,14 @@ import psycopg
 
 from alerts.evaluators import evaluate, registry
 from alerts.lifecycle import AlertChange, apply_finding
+from alerts.metrics import AlertMetrics
 from alerts.model import Finding, Rule, WindowReading
 from alerts.partitions import BUCKETS, Partitions, bucket_of
 from alerts.patient_windows import PatientWindows, int_array
 from alerts.ruleset import RuleSet
 from alerts.settings_store import PatientRuleSetting, load_settings, rules_for
 from alerts.window import DeviceView, Window
+from homeward.telemetry import Readiness, fresh
 
 log = logging.getLogger(__name__)
 
@@ -491,7 +493,25 @@ class Worker:
     delivery_interval: float = 1.0
     stop_event: threading.Event = field(default_factory=threading.Event)
     evaluated: int = 0
+    #: Counts batches, alert changes and (through the service's hooks) the rest.
+    metrics: AlertMetrics | None = None
+    #: ``time.monotonic()`` when the loop last came round (its heartbeat; None: not yet),
+    #: and whether its database connections are open; /healthz reads both.
+    last_beat_at: float | None = None
+    connected: bool = False
+    delivery_ok: bool = True
     _wake: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def readiness(self, stale_s: float = 30.0) -> Readiness:
+        """Ready while the loop comes round within ``stale_s`` on open connections."""
+        beat = self.last_beat_at
+        return Readiness(
+            {"heartbeat": fresh(beat, stale_s), "database": self.connected,
+             "running": not self.stop_event.is_set()},
+            {"stale_limit_seconds": stale_s, "delivery_ok": self.delivery_ok,
+             "evaluated": self.evaluated,
+             "heartbeat_age_seconds": None if beat is None
+             else round(time.monotonic() - beat, 3)})
 
     def _deliver_loop(self) -> None:
         assert self.delivery is not None
@@ -502,7 +522,9 @@ class Worker:
                         self._wake.wait(self.delivery_interval)
                         self._wake.clear()
                         self.delivery(conn, self.engine.clock())
+                        self.delivery_ok = True
             except Exception:
+                self.delivery_ok = False
                 log.exception("notification delivery failed; retrying")
                 self.stop_event.wait(self.delivery_interval)
 
@@ -512,6 +534,7 @@ class Worker:
         try:
             self._run()
         finally:
+            self.connected = False
             self.stop_event.set()
 
     def _run(self) -> None:
@@ -519,18 +542,26 @@ class Worker:
                 psycopg.connect(self.url, autocommit=True) as conn:
             use_orjson(conn)
             listen_conn.execute("LISTEN evaluation_queue")
+            self.connected = True
             log.info("alert engine listening (poll every %.1fs)", self.poll_interval)
             last_tick = 0.0
             while not self.stop_event.is_set():
+                self.last_beat_at = time.monotonic()
                 changed = False
                 while True:
                     started = time.perf_counter()
                     batch = self.engine.process_batch(conn)
+                    seconds = time.perf_counter() - started
                     if batch.readings:
                         log.debug("batch: %d readings, %d alert changes, %.1f ms",
-                                  batch.readings, len(batch.changes),
-                                  (time.perf_counter() - started) * 1000)
+                                  batch.readings, len(batch.changes), seconds * 1000,
+                                  extra={"alert_ids": sorted({c.alert_id
+                                                              for c in batch.changes})[:20]
+                                         or None})
+                    if self.metrics is not None:
+                        self.metrics.record_batch(batch.readings, batch.changes, seconds)
                     self.evaluated += batch.readings
+                    self.last_beat_at = time.monotonic()  # a long drain is progress too
                     changed = changed or bool(batch.changes)
                     if batch.readings < self.engine.batch_size:
                         break

@@ -287,15 +287,24 @@ def run(opts: BenchOptions) -> dict[str, Any]:
 
 
 def _scrape(port: int) -> dict[str, int]:
+    """The ingest's counters by IngestCounters field, from its /metrics (server.metrics)."""
     import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from server.metrics import COUNTERS, PHASES
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
+    fields = {f"{name}_total": field for field, (name, _, _) in COUNTERS.items()}
+    phases = {phase: field for field, phase in PHASES.items()}
     out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.split()
-            out[name.removeprefix("homeward_ingest_").removesuffix("_total")] = int(value)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in fields:
+                out[fields[sample.name]] = int(sample.value)
+            elif sample.name == "homeward_ingest_db_seconds_total":
+                out[phases[sample.labels["phase"]]] = round(sample.value * 1000)
     return out
 
 

@@ -69,6 +69,21 @@ class Settings(BaseSettings):
     #: /health degrades when an ingest has held a message unacknowledged this long (s).
     health_ingest_held_seconds: float = Field(default=60.0, gt=0)
 
+    # Observability (docs/observability.md): each process serves Prometheus metrics on its
+    # own address and port (port 0: not served), and the ingest's and the alert worker's
+    # endpoints answer /healthz for an orchestrator's health check.
+    ingest_metrics_host: str = "127.0.0.1"
+    ingest_metrics_port: int = Field(default=9310, ge=0, le=65535)
+    alerts_metrics_host: str = "127.0.0.1"
+    alerts_metrics_port: int = Field(default=9311, ge=0, le=65535)
+    api_metrics_host: str = "127.0.0.1"
+    api_metrics_port: int = Field(default=9312, ge=0, le=65535)
+    #: /healthz answers 503 when the worker's loop or heartbeat is older than this (s).
+    health_worker_stale_seconds: float = Field(default=30.0, gt=0)
+    #: "json": one JSON object a line (production); "console": for a person (development).
+    log_format: Literal["json", "console"] = "console"
+    log_level: str = "INFO"
+
     # Edge agent
     hub_id: str | None = None
     hub_password: str | None = None

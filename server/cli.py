@@ -31,37 +31,49 @@ def register(app: typer.Typer) -> None:
         receive_maximum: int = typer.Option(10000, min=1, max=65535,
                                             help="unacknowledged messages the broker may "
                                                  "send at once (MQTT 5 Receive Maximum)"),
-        metrics_port: int = typer.Option(0, help="serve Prometheus-style counters on "
-                                                 "127.0.0.1:PORT/metrics (0: off)"),
-        log_level: str = typer.Option("INFO"),
+        metrics_port: int = typer.Option(None, help="serve /metrics and /healthz on this port "
+                                                    "(0: off); default "
+                                                    "HOMEWARD_INGEST_METRICS_PORT"),
+        log_level: str = typer.Option(None, help="default HOMEWARD_LOG_LEVEL"),
     ) -> None:
         """Store MQTT readings and hub status in PostgreSQL (acks only after commit)."""
-        import logging
-
+        from homeward.logs import configure_logging
         from homeward.settings import get_settings
+        from homeward.telemetry import serve as serve_metrics
         from server.ingest import Ingest, IngestConfig
-        from server.metrics import serve_metrics
 
-        logging.basicConfig(level=log_level.upper(),
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        s = get_settings()
+        configure_logging(s.log_format, log_level or s.log_level, process="ingest")
         config = IngestConfig.from_settings(
-            get_settings(), database_url=database_url, mqtt_host=mqtt_host,
+            s, database_url=database_url, mqtt_host=mqtt_host,
             mqtt_port=mqtt_port, client_id=client_id, receive_maximum=receive_maximum)
         service = Ingest(config)
-        if metrics_port:
-            serve_metrics(service.counters, port=metrics_port)
+        port = s.ingest_metrics_port if metrics_port is None else metrics_port
+        if port:
+            serve_metrics(service.metrics.registry, host=s.ingest_metrics_host, port=port,
+                          ready=lambda: service.readiness(s.health_worker_stale_seconds))
         service.run()
 
     @app.command()
     def serve(
         host: str = typer.Option(None, help="default HOMEWARD_API_HOST"),
         port: int = typer.Option(None, help="default HOMEWARD_API_PORT"),
-        log_level: str = typer.Option("info"),
+        log_level: str = typer.Option(None, help="default HOMEWARD_LOG_LEVEL"),
+        metrics_port: int = typer.Option(None, help="serve /metrics on this port (0: off); "
+                                                    "default HOMEWARD_API_METRICS_PORT"),
     ) -> None:
         """Run the REST API and the nurse dashboard (uvicorn)."""
+        from homeward.logs import configure_logging
         from homeward.settings import get_settings
+        from homeward.telemetry import serve as serve_metrics
         from server.api.app import serve as run_server
+        from server.api.observe import API_REGISTRY
 
         s = get_settings()
-        run_server(host=host or s.api_host, port=port or s.api_port, log_level=log_level)
+        level = log_level or s.log_level
+        configure_logging(s.log_format, level, process="api")
+        port_ = s.api_metrics_port if metrics_port is None else metrics_port
+        if port_:
+            serve_metrics(API_REGISTRY, host=s.api_metrics_host, port=port_)
+        run_server(host=host or s.api_host, port=port or s.api_port, log_level=level.lower())
 

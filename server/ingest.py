@@ -62,7 +62,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from homeward.logs import log_context
 from homeward.settings import Settings
+from homeward.telemetry import Readiness, fresh
 from homeward.wire import (
     DEFAULT_BOUNDS,
     READINGS_SUBSCRIPTION,
@@ -75,6 +77,7 @@ from server.ingest_health import Heartbeat, Holding
 from server.ingest_poison import ATTEMPT_LIMIT, Settler
 from server.ingest_rows import Prepared, prepare
 from server.ingest_writer import DEFAULT_QUOTA, BatchResult, BatchWriter, QuarantineQuota
+from server.metrics import IngestMetrics
 
 log = logging.getLogger("homeward.ingest")
 
@@ -100,6 +103,8 @@ class IngestCounters:
     stored: int = 0
     duplicates: int = 0
     quarantined: int = 0
+    #: Rejects beyond their hub's hourly quota: counted in quarantine_hourly, not kept.
+    quarantine_not_kept: int = 0
     statuses: int = 0
     unknown_hub_statuses: int = 0
     batches: int = 0
@@ -121,6 +126,7 @@ class IngestCounters:
         self.stored += result.stored
         self.duplicates += result.duplicates
         self.quarantined += result.quarantined
+        self.quarantine_not_kept += result.quarantine_not_kept
         self.statuses += result.statuses
         self.unknown_hub_statuses += result.unknown_hub_statuses
         self.batches += 1
@@ -198,6 +204,8 @@ class Ingest:
         self.config = config
         self.counters = IngestCounters()
         self._on_batch = on_batch
+        #: False while the writer is in a database outage (retrying with back-off).
+        self.db_ok = True
         self._pending: deque[Prepared] = deque()
         self._pending_readings = 0
         self._cond = threading.Condition()
@@ -216,6 +224,8 @@ class Ingest:
                                     on_beat=self.settler.book.refresh,
                                     every=config.heartbeat_every_s)
         self.client = self._make_client()
+        self.metrics = IngestMetrics(self.counters.as_dict, self._gauges,
+                                     database_url=config.database_url)
 
     # -- MQTT ----------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
@@ -270,7 +280,8 @@ class Ingest:
         try:
             prepare(msg, self.config.bounds)
         except Exception as err:  # prepare never raises by design; keep the loop alive anyway
-            log.exception("could not prepare a message on %s", msg.topic)
+            with log_context(topic=msg.topic, mqtt_mid=msg.mid):
+                log.exception("could not prepare a message on %s", msg.topic)
             msg.quarantine.append((msg.received_at, None, msg.topic, None,
                                    f"ingest error: {err!r}", None, msg.payload))
         self.counters.messages += 1
@@ -331,6 +342,8 @@ class Ingest:
 
     def _on_result(self, result: BatchResult) -> None:
         self.counters.add(result)
+        self.metrics.observe_batch(result.copy_s + result.insert_s + result.commit_s,
+                                   result.readings)
         if self._on_batch is not None:
             self._on_batch(result)
 
@@ -375,6 +388,7 @@ class Ingest:
             elif not busy and self._stopping.is_set():
                 return  # suspects still set aside stay unacknowledged
             ok = settler.drain(max_transactions=2)
+            self.db_ok = ok
             self._sync_counters()
             self._maybe_log()
             if ok:
@@ -397,6 +411,29 @@ class Ingest:
         c.refusals, c.suspects_set_aside = stats.refusals, stats.set_aside
         c.suspects_recognised, c.poison_quarantined = stats.recognised, stats.poison_quarantined
 
+    def _gauges(self) -> dict[str, float]:
+        """The ingest's state now, for the metrics (read from the scrape's thread)."""
+        out = {"pending_messages": float(len(self._pending)),
+               "mqtt_connected": float(self._connected.is_set()),
+               "db_ok": float(self.db_ok)}
+        with contextlib.suppress(RuntimeError):  # a collection changed while read
+            out["held_messages"] = float(len(self.settler.held()))
+            out["suspects"] = float(self.settler.suspects())
+        return out
+
+    def readiness(self, stale_s: float = 30.0) -> Readiness:
+        """Ready while the heartbeat is fresh (the database answers it), the last write
+        met no outage, the broker connection and subscription are up and the writer runs."""
+        beat = self._heartbeat.last_beat_at
+        writer = self._writer_thread
+        return Readiness(
+            {"heartbeat": fresh(beat, stale_s), "database": self.db_ok,
+             "broker": self._connected.is_set() and self._subscribed.is_set(),
+             "writer": writer is not None and writer.is_alive()},
+            {"client_id": self.config.client_id, "stale_limit_seconds": stale_s,
+             "heartbeat_age_seconds": None if beat is None
+             else round(time.monotonic() - beat, 3)})
+
     def _maybe_log(self) -> None:
         now = time.monotonic()
         if now - self._last_log >= self.config.log_every_s:
@@ -405,7 +442,8 @@ class Ingest:
             log.info("ingest: messages=%d readings=%d stored=%d duplicates=%d quarantined=%d "
                      "statuses=%d batches=%d db_errors=%d pending=%d", c.messages,
                      c.readings_received, c.stored, c.duplicates, c.quarantined, c.statuses,
-                     c.batches, c.db_errors, len(self._pending))
+                     c.batches, c.db_errors, len(self._pending),
+                     extra={"counters": c.as_dict(), "pending": len(self._pending)})
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self, *, wait_subscribed: float | None = 30.0) -> None:
@@ -442,6 +480,7 @@ class Ingest:
         self.client.disconnect()
         self.client.loop_stop()
         self._heartbeat.stop()
+        self.metrics.close()
         if self._writer is not None:
             self._writer.close()
             self._writer = None

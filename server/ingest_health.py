@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -66,6 +67,8 @@ class Heartbeat:
         self.every = every
         self.started_at = datetime.now(UTC)
         self.beats = 0
+        #: ``time.monotonic()`` of the last beat written (None: none yet); /healthz reads it.
+        self.last_beat_at: float | None = None
         self._stop = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
         self._thread = threading.Thread(target=self._run, name="homeward-ingest-heartbeat",
@@ -95,6 +98,7 @@ class Heartbeat:
         if self.on_beat is not None:
             self.on_beat(conn)
         self.beats += 1
+        self.last_beat_at = time.monotonic()
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -57,6 +57,13 @@ def digest(msg: Prepared) -> bytes:
     return hashlib.sha256(msg.topic.encode() + b"\0" + msg.payload).digest()
 
 
+
+def correlation(msg: Prepared, key: bytes | None = None) -> dict[str, Any]:
+    """Fields that tie a log line to the message (hub, MQTT id, digest, first reading ids)."""
+    return {"hub": msg.hub, "mqtt_mid": msg.mid, "digest": key.hex()[:16] if key else None,
+            "reading_ids": msg.ids[:5] or None}
+
+
 class SuspectBook:
     """``ingest_suspect``: attempts per message digest, each committed on its own."""
 
@@ -185,7 +192,7 @@ class Settler:
                     self.stats.recognised += 1
                     log.warning("message on %s (%d bytes) was refused before; trying it "
                                 "alone, apart from the other readings", msg.topic,
-                                len(msg.payload))
+                                len(msg.payload), extra=correlation(msg, key))
                     self._set_aside_new(key, msg, split_message(msg, self.chunk_interval_s,
                                                                 self.chunk_cap),
                                         due=time.monotonic(), recognised=True)
@@ -292,7 +299,8 @@ class Settler:
             held = self._set_aside_new(key, msg, parts, due=time.monotonic() + self.retry_first)
         held.kind, held.error, held.commits_then = kind, err, self.commits
         log.warning("the database refused a message on %s (%s: %s); set aside to retry "
-                    "alone, the other readings go on", msg.topic, kind, describe(err))
+                    "alone, the other readings go on", msg.topic, kind, describe(err),
+                    extra=correlation(msg, key))
 
     def _set_aside_new(self, key: bytes, msg: Prepared, parts: list[Part], *, due: float,
                        recognised: bool = False) -> Held:
@@ -355,7 +363,7 @@ class Settler:
             held.due = time.monotonic() + self._backoff(held.tries)
             log.warning("message on %s refused alone (attempt %d of %d: %s); retrying in "
                         "%.1f s", held.msg.topic, attempts, self.attempt_limit, describe(failed),
-                        held.due - time.monotonic())
+                        held.due - time.monotonic(), extra=correlation(held.msg, held.key))
             return True
         # Every part stored after all.
         with contextlib.suppress(psycopg.Error):  # a stale row costs a later copy a detour
@@ -410,7 +418,8 @@ class Settler:
                 self.book.mark_quarantined(self.writer().conn, held.key, msg.topic)
             self.stats.poison_quarantined += 1
             log.error("quarantined a message on %s (%d bytes) after %d tries alone: %s",
-                      msg.topic, len(msg.payload), attempts, cause)
+                      msg.topic, len(msg.payload), attempts, cause,
+                      extra=correlation(msg, held.key))
             self._finish(held)
             return True
         self.last_outage = last

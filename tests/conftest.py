@@ -12,6 +12,7 @@ of the logs of the servers it used are attached to its report.
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -31,6 +32,12 @@ from stack.supervisor import Child, Supervisor
 
 _TEMPLATE = "homeward_template"
 _counter = itertools.count()
+
+# Processes the tests start (`homeward ingest`, `alerts`, `serve`) inherit this environment:
+# they serve no metrics unless a test gives them a port, so parallel tests never contend
+# for the default ports (docs/observability.md).
+for _name in ("INGEST", "ALERTS", "API"):
+    os.environ.setdefault(f"HOMEWARD_{_name}_METRICS_PORT", "0")
 
 
 @pytest.fixture(scope="session")
@@ -131,6 +138,7 @@ def platform(db_url: str, mosquitto_factory: Callable[..., MosquittoServer], tmp
     broker = mosquitto_factory(users={SERVER_USER: "server-pw", HUB: "hub-pw"},
                                acl=default_acl((SERVER_USER,)))
     api_port = free_port()
+    metrics_ports = {"ingest": free_port(), "alerts": free_port(), "api": free_port()}
     env = {
         "HOMEWARD_DATABASE_URL": db_url,
         "HOMEWARD_MQTT_PORT": str(broker.port),
@@ -138,6 +146,8 @@ def platform(db_url: str, mosquitto_factory: Callable[..., MosquittoServer], tmp
         "HOMEWARD_MQTT_PASSWORD": "server-pw",
         "HOMEWARD_API_PORT": str(api_port),
         "HOMEWARD_INGEST_CLIENT_ID": f"ingest-{api_port}",
+        **{f"HOMEWARD_{name.upper()}_METRICS_PORT": str(port)
+           for name, port in metrics_ports.items()},
     }
     children = Supervisor()
     for name, args in (("ingest", ["ingest"]), ("alerts", ["alerts"]), ("api", ["serve"])):
@@ -158,6 +168,8 @@ def platform(db_url: str, mosquitto_factory: Callable[..., MosquittoServer], tmp
         yield {"api": api, "token": nurse.api_token, "patient": patient, "broker": broker,
                "state": tmp_path / "hub", "hub": HUB, "hub_password": "hub-pw",
                "device": CUFF, "nurse_password": NURSE_PASSWORD, "children": children,
-               "db_url": db_url}
+               "db_url": db_url,
+               "metrics": {name: f"http://127.0.0.1:{port}/metrics"
+                           for name, port in metrics_ports.items()}}
     finally:
         children.stop_all()

@@ -104,6 +104,11 @@ def create_app(settings: Settings | None = None, *, pool_max_size: int = 10) -> 
     app.include_router(hubs.router)
     app.include_router(dashboard.router)
     app.include_router(pages.router)
+    # Outermost (added last): request id, access log line and per-route latency for every
+    # request, those other middlewares answer included (server/api/observe.py).
+    from server.api.observe import RequestContext
+
+    app.add_middleware(RequestContext)
     return app
 
 
@@ -112,4 +117,7 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info",
     """Run the API with uvicorn until interrupted (``homeward serve``)."""
     import uvicorn
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+    # log_config=None: uvicorn's lines go to the root handler (homeward.logs, JSON or
+    # console); its access log is replaced by RequestContext's line with the request id.
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level,
+                log_config=None, access_log=False)
