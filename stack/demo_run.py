@@ -38,7 +38,7 @@ from stack.demo import (
     wait_until,
     write_private_json,
 )
-from stack.services import MosquittoServer, PostgresServer
+from stack.services import MosquittoServer, PostgresServer, free_port
 from stack.services.mosquitto import default_acl
 from stack.supervisor import Child, Supervisor
 
@@ -197,6 +197,12 @@ def run_demo(*, state_dir: Path, api_port: int, homes: int, interval: float, res
             "HOMEWARD_API_PORT": str(api_port),
             "HOMEWARD_SECRET_KEY": secrets.secret_key,
         }
+        # Each process serves its metrics on a port of its own (free ones: a demo never
+        # fights a production process on the default ports); demo.json lists them.
+        metrics = {name: free_port() for name in ("ingest", "alerts", "api")}
+        env.update({f"HOMEWARD_{name.upper()}_METRICS_HOST": "127.0.0.1" for name in metrics})
+        env.update({f"HOMEWARD_{name.upper()}_METRICS_PORT": str(port)
+                    for name, port in metrics.items()})
         children.add(Child("ingest", ["stack", "ingest"],
                            {**env, **mqtt_login(secrets, INGEST_MQTT_USER),
                             "HOMEWARD_INGEST_CLIENT_ID": INGEST_MQTT_USER}, logs / "ingest.log"))
@@ -247,6 +253,11 @@ def run_demo(*, state_dir: Path, api_port: int, homes: int, interval: float, res
             },
             "hubs": [{"id": hub, "patient_id": patients[hub]} for hub in hubs],
             "logs": str(logs),
+            # Prometheus endpoints by process, and the workers' readiness (/healthz).
+            "metrics": {name: f"http://127.0.0.1:{port}/metrics"
+                        for name, port in metrics.items()},
+            "readiness": {name: f"http://127.0.0.1:{metrics[name]}/healthz"
+                          for name in ("ingest", "alerts")},
         }
         write_private_json(state_dir / "demo.json", info)
         console.print(f"Dashboard {api}/  (login {CLINICIAN_USERNAME} / "

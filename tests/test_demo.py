@@ -239,6 +239,28 @@ def test_demo_application_role_is_not_a_superuser(demo: RunningDemo) -> None:
                 conn.execute(ddl)
 
 
+def test_demo_json_lists_a_metrics_endpoint_per_process_and_each_answers(
+        demo: RunningDemo) -> None:
+    endpoints = demo.info["metrics"]
+    assert set(endpoints) == {"ingest", "alerts", "api"}
+    wanted = {"ingest": "homeward_ingest_readings_stored_total",
+              "alerts": "homeward_alerts_readings_evaluated_total",
+              "api": "homeward_api_requests_in_flight"}
+
+    def answer(url: str) -> httpx.Response | None:
+        try:
+            response = httpx.get(url, timeout=5)
+        except httpx.HTTPError:
+            return None
+        return response if response.status_code == 200 else None
+
+    for name, url in endpoints.items():
+        text = wait_for(lambda u=url: answer(u), 30, f"{name} metrics").text
+        assert wanted[name] in text and "process_cpu_seconds_total" in text
+    for name, url in demo.info["readiness"].items():
+        assert wait_for(lambda u=url: answer(u), 30, f"{name} ready").json()["status"] == "ok"
+
+
 def test_ctrl_c_stops_everything_cleanly(demo: RunningDemo) -> None:
     """Runs last (file order, one xdist group): it stops the module's demo."""
     code = demo.stop()

@@ -22,13 +22,17 @@ import orjson
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
+import typer
+import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client.parser import text_string_to_metric_families
 
 from alerts.metrics import AlertMetrics
 from alerts.service import build_worker
+from homeward.settings import Settings
 from homeward.telemetry import serve
 from homeward.wire import readings_topic, status_topic
+from stack.probe import Process
 from stack.services.common import free_port
 from tests.api_support import seed_world
 from tests.ingest_support import reading
@@ -178,6 +182,8 @@ def test_every_endpoint_moves_with_what_flows_through(platform: dict[str, Any]) 
                                    (request_id,)).fetchone()
         assert audited == (1,)  # the id the API echoed is the one it audited
 
+        assert probe("ingest", endpoints["ingest"]) == 0  # compose's check, while ready
+        assert probe("alerts", endpoints["alerts"]) == 0
         # The broker goes away: the ingest is no longer ready (503, naming the broker).
         platform["broker"].stop()
         def unready() -> dict[str, Any] | None:
@@ -187,8 +193,43 @@ def test_every_endpoint_moves_with_what_flows_through(platform: dict[str, Any]) 
         body = wait_for(unready, timeout=15, what="the ingest's /healthz to answer 503")
         assert body["status"] == "unavailable" and body["failing"] == ["broker"]
         assert scrape(endpoints["ingest"])[("homeward_ingest_mqtt_connected", ())] == 0
+        assert probe("ingest", endpoints["ingest"]) == 1
     finally:
         hub.client.loop_stop()
+
+
+def probe(process: str, metrics_url: str) -> int:
+    """The exit status of `homeward probe <process>` (docker-compose's health check) run
+    with the settings the process has (its metrics port)."""
+    port = metrics_url.rsplit(":", 1)[1].split("/")[0]
+    env = {**os.environ, f"HOMEWARD_{process.upper()}_METRICS_PORT": port}
+    return subprocess.run([sys.executable, "-m", "stack", "probe", process], env=env,
+                          capture_output=True, timeout=30).returncode
+
+
+def test_compose_health_checks_name_real_commands_and_settings(repo_root: Path) -> None:
+    """No Docker engine here: the compose file parses, the ingest's and the alert worker's
+    health checks run `homeward probe` for themselves, a command the CLI has, and every
+    HOMEWARD_* variable they set is a setting."""
+    from stack.cli import app
+
+    compose = yaml.safe_load((repo_root / "docker-compose.yml").read_text())
+    cli = typer.main.get_command(app)
+    ctx = cli.make_context("homeward", ["version"])
+    for service, process in (("ingest", "ingest"), ("alerts", "alerts")):
+        spec = compose["services"][service]
+        test = spec["healthcheck"]["test"]
+        assert test[:3] == ["CMD", "homeward", "probe"] and test[3] == process
+        probe_cmd = cli.get_command(ctx, "probe")  # type: ignore[attr-defined]
+        assert probe_cmd is not None
+        assert process in [p.value for p in Process]
+        assert cli.get_command(ctx, spec["command"][1]) is not None  # type: ignore[attr-defined]
+        names = {k.removeprefix("HOMEWARD_").lower() for k in spec["environment"]
+                 if k.startswith("HOMEWARD_")}
+        assert names <= set(Settings.model_fields), names - set(Settings.model_fields)
+        port = spec["environment"][f"HOMEWARD_{process.upper()}_METRICS_PORT"]
+        assert spec["expose"] == [port]
+        assert spec["environment"][f"HOMEWARD_{process.upper()}_METRICS_HOST"] == "0.0.0.0"
 
 
 def _answers(url: str) -> bool:
