@@ -61,6 +61,8 @@ class AlertService:
         n = 0
         while True:
             batch = self.engine.process_batch(conn)
+            if self.metrics is not None:
+                self.metrics.record_batch(batch.readings, batch.changes, 0.0)
             n += batch.readings
             if batch.readings < self.engine.batch_size:
                 break

@@ -1,3 +1,4 @@
+# ruff: noqa: F811  -- pytest fixtures imported from tests/test_alerts_support.py
 """Observability (docs/observability.md): every process's metrics endpoint scraped while a
 reading, a bad message and a hub status flow through the real processes; the workers'
 readiness paths answering 503 when they should; JSON log lines carrying the request id
@@ -27,8 +28,12 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client.parser import text_string_to_metric_families
 
+from alerts.channels import ChannelSettings, default_senders
 from alerts.metrics import AlertMetrics
-from alerts.service import build_worker
+from alerts.outbox import Outbox
+from alerts.routing import load_routing
+from alerts.ruleset import load_ruleset
+from alerts.service import AlertService, build_worker
 from homeward.settings import Settings
 from homeward.telemetry import serve
 from homeward.wire import readings_topic, status_topic
@@ -36,6 +41,15 @@ from stack.probe import Process
 from stack.services.common import free_port
 from tests.api_support import seed_world
 from tests.ingest_support import reading
+from tests.test_alerts_support import (  # noqa: F401 -- fixtures
+    MONDAY,
+    Clock,
+    build_world,
+    conn,
+    smtp_server,
+    vitals,
+    webhook_server,
+)
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration]
@@ -237,6 +251,38 @@ def _answers(url: str) -> bool:
         return bool(scrape(url))
     except OSError:
         return False
+
+
+def test_alerts_by_team_and_notification_attempts_by_channel(conn, smtp_server,
+                                                             webhook_server) -> None:
+    world = build_world(conn, webhook_url=webhook_server.url)
+    webhook_server.fail_next = 1
+    clock = Clock(MONDAY + timedelta(hours=10))
+    metrics = AlertMetrics()  # no database URL: no scrape-time queries in this test
+    channels = ChannelSettings(smtp_host="127.0.0.1", smtp_port=smtp_server.port,
+                               smtp_timeout=5, webhook_timeout=5)
+    svc = AlertService(load_ruleset(None), load_routing(None), clock=clock,
+                       outbox=Outbox(default_senders(channels)), metrics=metrics)
+    vitals(conn, world["patient"], clock.now, sys_=190)
+    svc.step(conn)
+    endpoint = serve(metrics.registry, host="127.0.0.1", port=0)
+    try:
+        first = scrape(endpoint.url)
+        assert value(first, "homeward_alerts_opened_total", team="copd-north",
+                     severity="red") == 1
+        assert value(first, "homeward_notification_attempts_total", channel="webhook") == 1
+        assert value(first, "homeward_notification_failures_total", channel="webhook") == 1
+        assert value(first, "homeward_notification_attempts_total", channel="email") >= 1
+        assert value(first, "homeward_notification_failures_total", channel="email") == 0
+        assert value(first, "homeward_alerts_escalated_total", team="copd-north") == 0
+
+        svc.tick(conn, clock.advance(minutes=16))  # unacknowledged: the next level
+        later = scrape(endpoint.url)
+        assert value(later, "homeward_alerts_escalated_total", team="copd-north") == 1
+        assert value(later, "homeward_notification_attempts_total", channel="webhook") >= 2
+        assert value(later, "homeward_notification_failures_total", channel="webhook") == 1
+    finally:
+        endpoint.close()
 
 
 def test_alert_worker_readiness_follows_its_loop(db_url: str) -> None:
