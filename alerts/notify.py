@@ -90,9 +90,15 @@ class Notifier:
                 "SELECT 1 FROM team WHERE id = %s", (team_id,)).fetchone() is None:
             log.error("route %s names unknown team %s", primary.route, team_id)
             team_id = care[0][0] if care else None
-        policy = self.routing.policies[primary.escalation]
+        escalation = primary.escalation
+        if team_id is not None:  # the team's own policy, set by an admin, over the route's
+            own = conn.execute("SELECT escalation_policy FROM team_escalation"
+                               " WHERE team_id = %s", (team_id,)).fetchone()
+            if own is not None and own[0] in self.routing.policies:
+                escalation = own[0]
+        policy = self.routing.policies[escalation]
         return team_id, {"route": primary.route, "channels": list(primary.channels),
-                         "escalation": primary.escalation,
+                         "escalation": escalation,
                          "ack_lease_seconds": policy.ack_lease.total_seconds(),
                          "also": [d.as_json() for d in dests[1:]]}
 

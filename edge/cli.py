@@ -54,6 +54,29 @@ def _broker(host: str | None, port: int | None, hub_id: str) -> BrokerParams:
         tls=s.mqtt_tls, ca_file=s.mqtt_ca_file)
 
 
+def _from_bundle(path: Path, state_dir: Path | None) -> tuple[str, Path, BrokerParams]:
+    """(hub id, state folder, broker) from a provisioning bundle (``homeward admin hub
+    provision``); its CA is written beside the hub's state."""
+    from edge.publisher import BrokerParams
+    from homeward.provisioning import read_bundle
+
+    try:
+        bundle = read_bundle(path)
+        host, port, tls = bundle.broker()
+    except (OSError, ValueError) as err:
+        raise typer.BadParameter(f"cannot use the bundle {path}: {err}",
+                                 param_hint="--bundle") from err
+    folder = _state_dir(state_dir, bundle.hub_id)
+    ca_file = None
+    if bundle.ca_pem:
+        folder.mkdir(parents=True, exist_ok=True)
+        ca_file = folder / "broker-ca.pem"
+        ca_file.write_text(bundle.ca_pem, encoding="utf-8")
+    return bundle.hub_id, folder, BrokerParams(host=host, port=port, username=bundle.hub_id,
+                                               password=bundle.password, tls=tls,
+                                               ca_file=ca_file)
+
+
 def _sim_radio(radio_id: str, devices: list[PairedDevice]) -> Any:
     """A virtual radio holding ``devices`` (or one device of each kind when none)."""
     from edge.ble import load_backend_plugin
@@ -86,6 +109,8 @@ def register(app: typer.Typer) -> None:
                                         help="--ble sim: seconds between virtual readings."),
         sim_radio: str = typer.Option(None, "--sim-radio", help=SIM_RADIO_HELP),
         log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ERROR."),
+        bundle: Path = typer.Option(None, "--bundle", help="A provisioning bundle (`homeward "
+                                    "admin hub provision`): hub id, broker, CA, password."),
     ) -> None:
         """Run the hub agent (real Bluetooth by default; --ble sim for virtual devices)."""
         if ctx.invoked_subcommand is not None:
@@ -95,10 +120,14 @@ def register(app: typer.Typer) -> None:
 
         logging.basicConfig(level=log_level.upper(),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        backend = ble or _settings().ble_backend
+        if bundle is not None:
+            hub, folder, broker = _from_bundle(bundle, state_dir)
+            asyncio.run(_run_agent(hub, folder, broker, backend, sim_every, sim_radio))
+            return
         hub = hub_id or _settings().hub_id
         if not hub:
             raise typer.BadParameter("set --hub-id or HOMEWARD_HUB_ID (the hub's MQTT username)")
-        backend = ble or _settings().ble_backend
         asyncio.run(_run_agent(hub, _state_dir(state_dir, hub), _broker(host, port, hub),
                                backend, sim_every, sim_radio))
 

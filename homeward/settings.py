@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     api_port: int = 8000
     #: Secret used to sign session cookies for the dashboard.
     secret_key: str = "dev"  # noqa: S105 -- refused outside development
+    #: The dashboard's address as people reach it (links in invitations, e-mails).
+    dashboard_url: str = "http://127.0.0.1:8000"
     #: Largest request body the API reads (bytes); larger ones answer 413 unread.
     api_max_body_bytes: int = Field(default=1_048_576, ge=1)
     #: Live alert streams (SSE) one clinician may hold open at once; more answer 429.
@@ -90,6 +92,27 @@ class Settings(BaseSettings):
     edge_state_dir: Path = Path(".homeward/edge")
     #: "bleak" uses the platform's Bluetooth; "sim" uses device_sim's virtual peripherals.
     ble_backend: Literal["bleak", "sim"] = "bleak"
+
+    # Data lifecycle (server/retention.py, `homeward db retention`; docs/operations.md)
+    #: Raw readings (8 years: adult health records, NHS Records Management Code of
+    #: Practice; the same period as the TimescaleDB policy of migration 0050).
+    retention_readings_days: int = Field(default=2922, ge=1)
+    #: The clinical record around them: resolved alerts with their history, notes,
+    #: status changes, closed rule settings and enrolments.
+    retention_record_days: int = Field(default=2922, ge=1)
+    #: Notifications sent or given up on, and every delivery attempt.
+    retention_notifications_days: int = Field(default=400, ge=1)
+    #: Quarantined payloads, their hourly counts, poison-message records, stopped
+    #: ingests' heartbeats: operational, not clinical.
+    retention_quarantine_days: int = Field(default=30, ge=1)
+    #: The access audit.  How long to keep it is a legal decision for the data
+    #: controller; the default (10 years) deliberately outlives the records it is
+    #: about, so who saw a record can be answered for as long as the record exists.
+    retention_audit_days: int = Field(default=3653, ge=1)
+    #: Rows deleted per transaction at most (short locks, WAL in small steps).
+    retention_batch_rows: int = Field(default=5000, ge=1)
+    #: Key of the erasure reference (an HMAC of the NHS number); default: secret_key.
+    erasure_reference_key: str | None = None
 
     # Demo / local state
     state_dir: Path = Path(".homeward")
