@@ -227,12 +227,16 @@ BEGIN
         OR (patient_id IS NULL AND resource = 'patient:' || p_patient);
     GET DIAGNOSTICS n = ROW_COUNT;
     counts := counts || jsonb_build_object('access_audit', n);
-    DELETE FROM reading_latest WHERE patient_id = p_patient;
-    -- (kept by triggers on reading already; a TimescaleDB continuous aggregate is a
-    -- view, refreshed by server/erasure.py once this transaction has committed)
-    IF EXISTS (SELECT 1 FROM pg_class WHERE oid = 'reading_metric_hourly'::regclass
+    -- Tables derived from readings, kept by triggers on reading already (this is
+    -- belt and braces); a TimescaleDB continuous aggregate is a view instead,
+    -- refreshed by server/erasure.py once this transaction has committed.
+    IF EXISTS (SELECT 1 FROM pg_class WHERE oid = to_regclass('reading_latest')
                 AND relkind = 'r') THEN
-        DELETE FROM reading_metric_hourly WHERE patient_id = p_patient;
+        EXECUTE 'DELETE FROM reading_latest WHERE patient_id = $1' USING p_patient;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_class WHERE oid = to_regclass('reading_metric_hourly')
+                AND relkind = 'r') THEN
+        EXECUTE 'DELETE FROM reading_metric_hourly WHERE patient_id = $1' USING p_patient;
     END IF;
     DELETE FROM patient_team WHERE patient_id = p_patient;
     GET DIAGNOSTICS n = ROW_COUNT;
