@@ -51,6 +51,29 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/api/hubs"): "admin",
     ("GET", "/api/quarantine"): "admin",
     ("GET", "/api/audit"): "admin",
+    # the admin API (server/api/routes/admin.py): admins only, their organisations' ids
+    ("GET", "/api/admin/teams"): "admin",
+    ("POST", "/api/admin/teams"): "admin",
+    ("PATCH", "/api/admin/teams/{team_id}"): "admin",
+    ("PUT", "/api/admin/teams/{team_id}/shifts/{shift}"): "admin",
+    ("DELETE", "/api/admin/teams/{team_id}/shifts/{shift}"): "admin",
+    ("GET", "/api/admin/teams/{team_id}/rota"): "admin",
+    ("PUT", "/api/admin/teams/{team_id}/rota"): "admin",
+    ("GET", "/api/admin/clinicians"): "admin",
+    ("POST", "/api/admin/clinicians"): "admin",
+    ("PATCH", "/api/admin/clinicians/{clinician_id}"): "admin",
+    ("POST", "/api/admin/clinicians/{clinician_id}/invite"): "admin",
+    ("POST", "/api/admin/clinicians/{clinician_id}/token"): "admin",
+    ("POST", "/api/admin/clinicians/{clinician_id}/deactivate"): "admin",
+    ("GET", "/api/admin/patients"): "admin",
+    ("POST", "/api/admin/patients"): "admin",
+    ("PUT", "/api/admin/patients/{patient_id}/care-teams"): "admin",
+    ("POST", "/api/admin/patients/{patient_id}/enrolments"): "admin",
+    ("GET", "/api/admin/hubs"): "admin",
+    ("POST", "/api/admin/hubs"): "admin",
+    ("POST", "/api/admin/hubs/{hub_id}/devices"): "admin",
+    ("DELETE", "/api/admin/hubs/{hub_id}/devices/{address}"): "admin",
+    ("POST", "/api/admin/hubs/{hub_id}/config"): "admin",
 }
 
 #: A valid request for each route (query and body), so that a 404 means scope, not input.
@@ -66,7 +89,25 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/patients/{patient_id}/status"): {"status": "admitted"},
     ("PUT", "/api/patients/{patient_id}/rules/{rule_id}"): {
         "overrides": {"above": 170}, "reason": "her usual is high"},
+    ("PATCH", "/api/admin/teams/{team_id}"): {"email": "team@example.nhs.uk"},
+    ("PUT", "/api/admin/teams/{team_id}/shifts/{shift}"): {"starts": "08:00", "ends": "18:30"},
+    ("PUT", "/api/admin/teams/{team_id}/rota"): {"shifts": [
+        {"clinician": "a", "starts_at": "2026-03-02T08:00:00Z",
+         "ends_at": "2026-03-02T18:00:00Z"}]},
+    ("PATCH", "/api/admin/clinicians/{clinician_id}"): {"email": "someone@example.nhs.uk"},
+    ("POST", "/api/admin/clinicians/{clinician_id}/invite"): {"hours": 1},
+    ("PUT", "/api/admin/patients/{patient_id}/care-teams"): {"teams": ["team-a"]},
+    ("POST", "/api/admin/patients/{patient_id}/enrolments"): {"hub_id": "hub-b"},
+    ("POST", "/api/admin/hubs/{hub_id}/devices"): {"address": "AA:02", "kind": "spo2"},
 }
+
+
+def admin_path(path: str, world: Clinic) -> str:
+    """An admin route's path with the North Trust's ids (team A, nurse A, patient A, hub B)."""
+    return (path.replace("{team_id}", "team-a").replace("{shift}", "day")
+            .replace("{clinician_id}", str(world.ids["nurse_a"]))
+            .replace("{patient_id}", str(world.patient_a)).replace("{hub_id}", "hub-b")
+            .replace("{address}", "AA:02"))
 
 
 @dataclass
@@ -117,7 +158,7 @@ def seed_clinic(db_url: str) -> Clinic:
                                          nhs_number="943 476 5919")
         patient_b = admin.create_patient(conn, display_name="Bert", teams=["team-b"])
         shared = admin.create_patient(conn, display_name="Sam", teams=["team-a", "team-b"])
-        admin.create_hub(conn, hub_id="hub-b")
+        admin.create_hub(conn, hub_id="hub-b", organisation_id=org)
         admin.enrol(conn, hub_id="hub-b", patient_id=patient_b, valid_from=T0)
         conn.execute(
             'INSERT INTO reading (id, taken_at, kind, hub_id, patient_id, device, "values",'
@@ -206,9 +247,34 @@ def test_a_read_inside_the_scope_is_answered_and_audited(
 def test_admin_only_routes_refuse_other_roles(clinic: tuple[Clinic, str], method: str,
                                               path: str) -> None:
     world, base = clinic
+    concrete = admin_path(path, world)
     for who in ("nurse_a", "lead_a"):
-        assert _call(base, world.tokens[who], method, path).status_code == 403
-    assert _call(base, world.tokens["admin"], method, path).status_code == 200
+        response = _call(base, world.tokens[who], method, concrete,
+                         body=BODIES.get((method, path)))
+        assert response.status_code == 403, response.text
+    if method == "GET":  # the writes' effects: tests/test_admin_api.py
+        assert _call(base, world.tokens["admin"], method, concrete).status_code == 200
+
+
+@pytest.mark.parametrize(("method", "path"), [k for k, v in ROUTES.items() if v == "admin"
+                                              and "{" in k[1]])
+def test_admin_routes_answer_404_for_another_organisations_ids(
+        clinic: tuple[Clinic, str], method: str, path: str) -> None:
+    """South Trust's admin names North Trust's team, clinician, patient or hub: 404, and
+    the refusal is audited as not_found."""
+    world, base = clinic
+    response = _call(base, world.tokens["admin_other"], method, admin_path(path, world),
+                     body=BODIES.get((method, path)))
+    assert response.status_code == 404, response.text
+    wait_for(lambda: _outcomes(world.url, world.ids["admin_other"], method, path)
+             == ["not_found"], 5, "the refusal's audit row")
+
+
+def _outcomes(url: str, clinician: int, method: str, path: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        return [r[0] for r in conn.execute(
+            "SELECT outcome FROM access_audit WHERE clinician_id = %s AND action = %s",
+            (clinician, f"{method} {path}")).fetchall()]
 
 
 def test_listings_carry_only_the_callers_patients(clinic: tuple[Clinic, str]) -> None:

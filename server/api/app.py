@@ -84,11 +84,13 @@ def create_app(settings: Settings | None = None, *, pool_max_size: int = 10) -> 
                             status_code=503, headers={"Retry-After": "5"})
 
     from server.api.routes import (
+        admin,
         alert_actions,
         alerts,
         dashboard,
         health,
         hubs,
+        invite,
         pages,
         patients,
         quarantine,
@@ -104,6 +106,8 @@ def create_app(settings: Settings | None = None, *, pool_max_size: int = 10) -> 
     app.include_router(hubs.router)
     app.include_router(dashboard.router)
     app.include_router(pages.router)
+    app.include_router(admin.router)
+    app.include_router(invite.router)
     # Outermost (added last): request id, access log line and per-route latency for every
     # request, those other middlewares answer included (server/api/observe.py).
     from server.api.observe import RequestContext

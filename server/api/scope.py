@@ -152,9 +152,28 @@ def list_access(request: Request, pool: PoolDep, scope: CallerScope) -> Iterator
     yield from _audited(request, pool, scope, None)
 
 
+def admin_access(request: Request, pool: PoolDep, scope: AdminScope) -> Iterator[Access]:
+    """An admin's request (403 for other roles), audited with its outcome."""
+    yield from _audited(request, pool, scope, None)
+
+
+def admin_patient_access(patient_id: DbId, request: Request, pool: PoolDep,
+                         scope: AdminScope) -> Iterator[Access]:
+    """An admin's request about one of her organisation's patients (404 otherwise)."""
+    with pool.connection() as conn:
+        try:
+            require_patient(conn, scope, patient_id)
+        except NotInScope as err:
+            _write(request, pool, scope, None, "not_found")
+            raise HTTPException(404, detail=str(err)) from err
+    yield from _audited(request, pool, scope, patient_id)
+
+
 PatientAccess = Annotated[Access, Depends(patient_access)]
 AlertAccess = Annotated[Access, Depends(alert_access)]
 ListAccess = Annotated[Access, Depends(list_access)]
+AdminAccess = Annotated[Access, Depends(admin_access)]
+AdminPatientAccess = Annotated[Access, Depends(admin_patient_access)]
 
 
 class StreamScope:
