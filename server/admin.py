@@ -234,7 +234,7 @@ def set_team_shift(conn: Conn, *, team_id: str, name: str, starts: str, ends: st
         raise Invalid(f"bad shift name {name!r}: lower-case letters, digits, '-' and '_'")
     try:
         ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # "Europe" is a folder: OSError
         raise Invalid(f"unknown time zone {timezone!r}") from None
     with refusals(f"shift {name!r}"), conn.transaction():
         _require(conn, "team", team_id, "team")
