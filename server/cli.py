@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import typer
 
+from server.lifecycle_cli import register_db as register_lifecycle
+
 
 def register(app: typer.Typer) -> None:
-    db = typer.Typer(help="Database schema.", no_args_is_help=True)
+    db = typer.Typer(help="Database schema and data lifecycle.", no_args_is_help=True)
     app.add_typer(db, name="db")
+    register_lifecycle(db)
 
     @db.command("migrate")
     def db_migrate(
