@@ -28,10 +28,21 @@ class Settings(BaseSettings):
     # MQTT broker
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
+    #: This process's broker user: each server role has its own with only its rights
+    #: (homeward.broker_roles, docs/broker.md): homeward-ingest, homeward-api, ...
     mqtt_username: str | None = None
     mqtt_password: str | None = None
+    #: TLS to the broker (docs/broker.md): the CA the broker's certificate is checked
+    #: against (absent: the system's), and a client certificate and key for a listener
+    #: that requires one (``require_certificate``).
     mqtt_tls: bool = False
     mqtt_ca_file: Path | None = None
+    mqtt_cert_file: Path | None = None
+    mqtt_key_file: Path | None = None
+    #: The login that creates and revokes hubs' broker credentials (server.broker_credentials):
+    #: the admin commands' and the admin API's, never a worker's.
+    mqtt_provisioner_username: str = "homeward-provisioner"
+    mqtt_provisioner_password: str | None = None
     #: Client id of the ingest's persistent session; one id per ingest process.
     ingest_client_id: str = "homeward-ingest"
     #: Optional MQTT shared-subscription group for scaled-out ingest workers.
@@ -124,6 +135,10 @@ class Settings(BaseSettings):
                 raise ValueError("HOMEWARD_SECRET_KEY is a placeholder; set a real secret")
             if self.mqtt_password is not None and self.mqtt_password.lower() in PLACEHOLDER_SECRETS:
                 raise ValueError("HOMEWARD_MQTT_PASSWORD is a placeholder; set a real secret")
+            provisioner = self.mqtt_provisioner_password
+            if provisioner is not None and provisioner.lower() in PLACEHOLDER_SECRETS:
+                raise ValueError("HOMEWARD_MQTT_PROVISIONER_PASSWORD is a placeholder;"
+                                 " set a real secret")
         return self
 
 
