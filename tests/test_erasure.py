@@ -314,3 +314,34 @@ def test_append_only_history_refuses_delete_outside_the_procedures(
         with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="discharge"):
             app.execute("SELECT erase_patient(%s, %s, 'test_record', 'x', %s)",
                         (rec["dora"], rec["amy"], "0" * 64))
+
+
+def test_export_and_erase_from_the_command_line(conn, db_url, tmp_path, smtp_server,
+                                                webhook_server):
+    import json
+    import subprocess
+    import sys
+
+    rec = build_record(conn, smtp_server.port, webhook_server.url)
+    discharge(conn, rec)
+    out = tmp_path / "colin.json"
+    base = [sys.executable, "-m", "stack", "db"]
+    done = subprocess.run([*base, "patient-export", str(PATIENT_ID), "--out", str(out),
+                           "--requested-by", str(rec["admin"]), "--database-url", db_url],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out.read_bytes())["sections"]["patient"]["nhs_number"] == NHS
+    assert "readings: 3" in done.stderr
+    refused = subprocess.run([*base, "patient-erase", str(PATIENT_ID), "--erased-by",
+                              str(rec["admin"]), "--basis", "test_record", "--reason",
+                              f"asked by {NAME}", "--yes", "--database-url", db_url],
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "must not identify" in refused.stderr
+    done = subprocess.run([*base, "patient-erase", str(PATIENT_ID), "--erased-by",
+                           str(rec["admin"]), "--basis", "test_record", "--reason",
+                           "a test record", "--yes", "--database-url", db_url],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "erasure 1 recorded" in done.stdout
+    assert conn.execute("SELECT count(*) FROM patient WHERE id = %s",
+                        (PATIENT_ID,)).fetchone() == (0,)
