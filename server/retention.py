@@ -141,9 +141,10 @@ def _timescale_readings(conn: Conn, cutoff: datetime, limit: int) -> Iterator[in
         last = None
         while True:
             with conn.transaction():
+                after = "" if last is None else "WHERE id > %(last)s "
                 rows = conn.execute(
-                    f"SELECT id, taken_at FROM {chunk} WHERE %s::uuid IS NULL OR id > %s"
-                    " ORDER BY id LIMIT %s", (last, last, limit)).fetchall()
+                    f"SELECT id, taken_at FROM {chunk} {after}ORDER BY id LIMIT %(limit)s",
+                    {"last": last, "limit": limit}).fetchall()
                 if rows:
                     conn.execute("DELETE FROM reading_identity i USING unnest(%s::uuid[],"
                                  " %s::timestamptz[]) AS g(id, taken_at)"
