@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     #: the admin commands' and the admin API's, never a worker's.
     mqtt_provisioner_username: str = "homeward-provisioner"
     mqtt_provisioner_password: str | None = None
+    #: The broker as hubs reach it, written into provisioning bundles (``mqtts://host:8883``);
+    #: default: mqtt_host, mqtt_port and mqtt_tls (docs/admin.md).
+    hub_broker_url: str | None = None
     #: Client id of the ingest's persistent session; one id per ingest process.
     ingest_client_id: str = "homeward-ingest"
     #: Optional MQTT shared-subscription group for scaled-out ingest workers.
