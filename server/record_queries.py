@@ -58,14 +58,19 @@ SELECT p.id, p.display_name AS name, p.nhs_number, p.status, p.date_of_birth,
                                                      'lead', pt.lead) ORDER BY t.name), '[]')
           FROM patient_team pt JOIN team t ON t.id = pt.team_id
          WHERE pt.patient_id = p.id) AS teams,
-       (SELECT COALESCE(jsonb_object_agg(k.kind, jsonb_build_object(
-                 'values', r."values", 'taken_at', r.taken_at)), '{{}}')
-          FROM unnest(%(kinds)s::text[]) AS k(kind)
-          CROSS JOIN LATERAL (SELECT "values", taken_at FROM reading
-                               WHERE patient_id = p.id AND kind = k.kind
-                               ORDER BY taken_at DESC LIMIT 1) r) AS latest,
+       (SELECT COALESCE(jsonb_object_agg(l.kind, jsonb_build_object(
+                 'values', l."values", 'taken_at', l.taken_at)), '{{}}')
+          FROM reading_latest l
+         WHERE l.patient_id = p.id AND l.kind = ANY(%(kinds)s::text[])) AS latest,
        a.open_alerts, a.highest_severity, a.oldest_unacknowledged_at,
-       e.hub_id, h.state AS hub_state, h.last_status, h.last_seen_at AS hub_last_seen_at
+       e.hub_id, h.state AS hub_state, h.last_seen_at AS hub_last_seen_at,
+       CASE WHEN jsonb_typeof(h.last_status->'outbox_depth') = 'number'
+            THEN (h.last_status->>'outbox_depth')::numeric END AS outbox_depth,
+       (SELECT min((d->>'battery')::int)
+          FROM jsonb_array_elements(CASE WHEN jsonb_typeof(h.last_status->'devices') = 'array'
+                                         THEN h.last_status->'devices' END) d
+         WHERE jsonb_typeof(d->'battery') = 'number'
+           AND d->>'battery' ~ '^-?[0-9]{{1,9}}$') AS lowest_battery
   FROM patient p
   LEFT JOIN LATERAL (
         SELECT count(*) AS open_alerts,
@@ -107,7 +112,7 @@ def caseload(conn: Conn, scope: Scope, *, team: str | None = None, status: str |
         scope=patient_condition(scope, "p.id"),
         filters=sql.SQL("".join(" AND " + f for f in filters)))
     with conn.cursor(row_factory=dict_row) as cur:
-        set_json_loads(orjson.loads, cur)  # a caseload row holds 8 JSON documents
+        set_json_loads(orjson.loads, cur)  # teams and latest readings: JSON per row
         rows = cur.execute(query, params).fetchall()
         if severity is not None:
             rows = [r for r in rows if r["highest_severity"] == severity]
@@ -120,6 +125,11 @@ def caseload(conn: Conn, scope: Scope, *, team: str | None = None, status: str |
 
 
 _NEVER = datetime.max.replace(tzinfo=UTC)
+
+
+def _int(value: Any) -> int | None:
+    """A whole JSON number as an int (a hub's status is its own word, not checked)."""
+    return int(value) if value is not None and value == int(value) else None
 
 
 def _attention_key(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -135,9 +145,6 @@ def _caseload_row(r: dict[str, Any], adherence: dict[str, int] | None,
                   now: datetime) -> dict[str, Any]:
     latest: dict[str, Any] = r["latest"] or {}
     last_reading_at = max((v["taken_at"] for v in latest.values()), default=None)
-    status = r["last_status"] or {}
-    batteries: list[int] = [d["battery"] for d in status.get("devices") or []
-                            if isinstance(d, dict) and isinstance(d.get("battery"), int)]
     return {
         "id": r["id"], "name": r["name"], "nhs_number": r["nhs_number"],
         "status": r["status"], "teams": r["teams"],
@@ -150,8 +157,8 @@ def _caseload_row(r: dict[str, Any], adherence: dict[str, int] | None,
         "hub": None if r["hub_id"] is None else {
             "id": r["hub_id"], "state": r["hub_state"],
             "last_seen_at": _iso(r["hub_last_seen_at"]),
-            "outbox_depth": status.get("outbox_depth")},
-        "lowest_battery": min(batteries) if batteries else None,
+            "outbox_depth": _int(r["outbox_depth"])},
+        "lowest_battery": r["lowest_battery"],
         "adherence": adherence,
     }
 

@@ -12,8 +12,10 @@ import httpx
 import orjson
 import psycopg
 import pytest
+from pydantic import TypeAdapter
 
 from homeward.settings import Settings
+from server.api.routes.record import CaseloadRow
 from tests.api_support import running_api
 from tests.test_access import Clinic, seed_clinic
 from tests.waiting import wait_for
@@ -57,6 +59,9 @@ def test_the_caseload_row_has_what_a_nurse_triages_by(clinic: tuple[Clinic, str]
         (now - timedelta(hours=3), "temperature", {"body_temperature": 38.4})])
     with as_(world, base, "nurse_b") as nurse:
         rows = nurse.get("/api/patients").json()
+    # encoded without the response model (for speed), so held to it here
+    TypeAdapter(list[CaseloadRow]).validate_python(rows)
+    assert all(set(r) == set(CaseloadRow.model_fields) for r in rows)
     # attention order: the patient with the open red alert comes first
     assert [r["id"] for r in rows] == [world.patient_b, world.shared]
     top = rows[0]
