@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from homeward.kinds import Kind
 from server import queries
@@ -23,7 +24,29 @@ TIME_HELP = (f"RFC 3339; naive = UTC; from {TIME_MIN.date().isoformat()} and bef
              f"{TIME_MAX.date().isoformat()}")
 
 
-@router.get("/{patient_id}/readings",
+class Reading(BaseModel):
+    id: str = Field(description="the reading's UUID, its idempotency key end to end")
+    kind: str
+    taken_at: str = Field(description="when the device took it (RFC 3339)")
+    values: dict[str, float] = Field(description="per metric, in the kind's UCUM unit")
+    flags: list[str]
+    device: str
+    hub_id: str
+    received_at: str = Field(description="when the ingest received it (RFC 3339)")
+
+
+class Readings(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    patient_id: int
+    start: str = Field(alias="from")
+    end: str = Field(alias="to")
+    kind: str | None
+    count: int
+    readings: list[Reading]
+
+
+@router.get("/{patient_id}/readings", response_model=Readings, response_model_by_alias=True,
             summary="Readings taken in [from, to), oldest first (default: the last 7 days)",
             responses={**AUTH_RESPONSES, **NOT_FOUND})
 def readings(
