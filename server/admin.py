@@ -205,7 +205,7 @@ def set_team_escalation(conn: Conn, *, team_id: str, escalation_policy: str | No
                            f"file defines {', '.join(policies)}")
     if fallback_team is not None:
         if fallback_team == team_id:
-            raise Invalid("a team cannot be its own fallback")
+            raise Conflict("a team cannot be its own fallback")
         _require_teams(conn, [fallback_team])
     with conn.transaction():
         conn.execute("INSERT INTO team_escalation (team_id, fallback_team_id, escalation_policy)"
@@ -226,10 +226,9 @@ def _parse_clock(text: str) -> time:
 def set_team_shift(conn: Conn, *, team_id: str, name: str, starts: str, ends: str,
                    timezone: str = "Europe/London") -> None:
     """A named shift of the team (``night``, ``20:00``, ``08:00``: an end before the start
-    is the next morning); a rota row can then say a date and the shift's name."""
+    is the next morning; an end equal to it, the next day's: a 24-hour shift); a rota row
+    can then say a date and the shift's name."""
     start, end = _parse_clock(starts), _parse_clock(ends)
-    if start == end:
-        raise Invalid("a shift's start and end must differ")
     if not TEAM_ID.match(name):
         raise Invalid(f"bad shift name {name!r}: lower-case letters, digits, '-' and '_'")
     try:

@@ -74,6 +74,8 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/api/admin/hubs/{hub_id}/devices"): "admin",
     ("DELETE", "/api/admin/hubs/{hub_id}/devices/{address}"): "admin",
     ("POST", "/api/admin/hubs/{hub_id}/config"): "admin",
+    ("POST", "/api/admin/hubs/{hub_id}/credentials"): "admin",
+    ("DELETE", "/api/admin/hubs/{hub_id}/credentials"): "admin",
 }
 
 #: A valid request for each route (query and body), so that a 404 means scope, not input.

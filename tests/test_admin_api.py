@@ -5,7 +5,7 @@ that reach the hub as its retained config, and every write audited."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,6 +18,7 @@ from homeward.settings import Settings
 from server import admin, invites
 from stack.services import MosquittoServer
 from tests.api_support import running_api
+from tests.broker_support import CONFIG, PASSWORDS, Probe, dynsec_broker, settings_for
 from tests.test_admin_cli import RetainedConfig
 from tests.waiting import wait_for
 
@@ -113,15 +114,20 @@ def test_an_admin_sets_up_teams_clinicians_patients_and_hubs(trust: Trust) -> No
     ("post", "/api/admin/teams", {"id": "x", "name": "X", "kind": "copd",
                                   "escalation_policy": "nope"}, 404,
      "unknown escalation policy"),
-    ("patch", "/api/admin/teams/copd", {"fallback_team": "copd"}, 422, "its own fallback"),
+    ("patch", "/api/admin/teams/copd", {"fallback_team": "copd"}, 409, "its own fallback"),
+    ("patch", "/api/admin/teams/copd", {"name": None}, 422, "name cannot be empty"),
+    ("post", "/api/admin/hubs/hub-0/credentials", None, 409,
+     "HOMEWARD_MQTT_PROVISIONER_PASSWORD is not set"),
     ("post", "/api/admin/hubs", {"id": "homeward-api"}, 422, "bad hub id"),
     ("put", "/api/admin/teams/copd/rota", {"shifts": [
         {"clinician": "ghost", "starts_at": "2026-03-02T08:00:00Z",
          "ends_at": "2026-03-02T18:00:00Z"}]}, 404, "unknown clinician 'ghost'"),
 ])
 def test_refusals_say_what_is_wrong(trust: Trust, method: str, path: str,
-                                    body: dict[str, Any], status: int, words: str) -> None:
+                                    body: dict[str, Any] | None, status: int, words: str
+                                    ) -> None:
     setup_team_and_nurse(trust)
+    ok(trust.api.post("/api/admin/hubs", json={"id": "hub-0"}), 201)
     response = trust.api.request(method, path, json=body)
     assert response.status_code == status, response.text
     assert words in response.text
@@ -253,3 +259,39 @@ def test_every_admin_write_is_audited_with_its_outcome(trust: Trust) -> None:
     wait_for(lambda: len(rows()) == 3, 5, "three audit rows")
     assert rows() == [("POST /api/admin/teams", "ok"), ("POST /api/admin/clinicians", "ok"),
                       ("POST /api/admin/teams", "refused")]
+
+
+def test_hub_credentials_through_the_api(db_url: str,
+                                         mosquitto_factory: Callable[..., MosquittoServer]
+                                         ) -> None:
+    """Provisioned: the bundle's password logs in; again: 409 unless replace, which
+    refuses the old password; revoked: refused, and recorded."""
+    broker = dynsec_broker(mosquitto_factory)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        made = admin.bootstrap(conn, organisation="T", username="ann", display_name="Ann")
+    settings = settings_for(broker, CONFIG, PASSWORDS[CONFIG], database_url=db_url)
+    with running_api(settings) as base, httpx.Client(
+            base_url=base, timeout=15,
+            headers={"Authorization": f"Bearer {made.admin.api_token}"}) as api:
+        ok(api.post("/api/admin/hubs", json={"id": "hub-3"}), 201)
+        first = ok(api.post("/api/admin/hubs/hub-3/credentials"), 201)
+        assert (first["hub_id"], first["broker_url"]) == (
+            "hub-3", f"mqtt://127.0.0.1:{broker.port}")
+        assert _login(broker, "hub-3", first["password"]) == "Success"
+        assert api.post("/api/admin/hubs/hub-3/credentials").status_code == 409
+        second = ok(api.post("/api/admin/hubs/hub-3/credentials",
+                             params={"replace": "true"}), 201)
+        assert _login(broker, "hub-3", first["password"]) != "Success"
+        assert _login(broker, "hub-3", second["password"]) == "Success"
+        revoked = ok(api.delete("/api/admin/hubs/hub-3/credentials"))
+        assert revoked["revoked_at"] is not None
+        assert _login(broker, "hub-3", second["password"]) != "Success"
+        assert api.post("/api/admin/hubs/nope/credentials").status_code == 404
+
+
+def _login(broker: MosquittoServer, username: str, password: str) -> str | None:
+    probe = Probe(broker.port, username, password)
+    try:
+        return probe.connack
+    finally:
+        probe.close()

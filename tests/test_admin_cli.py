@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,7 @@ def test_teams_clinicians_and_patients_are_created_and_listed(trust: str) -> Non
           "--webhook", "https://hooks.example/hf", "--escalation", "urgent", "--fallback",
           "copd")
     admin(trust, "team", "shift", "hf", "night", "20:00", "08:00")
+    admin(trust, "team", "shift", "hf", "on-call", "09:00", "09:00")  # 24 hours
     admin(trust, "clinician", "create", "lee", "--name", "Lee Lead", "--role", "team_lead",
           "--team", "hf", "--team", "copd")
     created = json.loads(admin(trust, "patient", "create", "--name", "Alice", "--team", "copd",
@@ -91,8 +92,9 @@ def test_teams_clinicians_and_patients_are_created_and_listed(trust: str) -> Non
     patients = json.loads(admin(trust, "patient", "list", "--json"))
     assert teams["hf"]["escalation_policy"] == "urgent"
     assert teams["hf"]["fallback_team"] == "copd"
-    assert teams["hf"]["shifts"] == [{"name": "night", "starts": "20:00", "ends": "08:00",
-                                      "timezone": "Europe/London"}]
+    assert teams["hf"]["shifts"] == [
+        {"name": "on-call", "starts": "09:00", "ends": "09:00", "timezone": "Europe/London"},
+        {"name": "night", "starts": "20:00", "ends": "08:00", "timezone": "Europe/London"}]
     assert teams["copd"]["email"] == "copd@example.nhs.uk" and teams["copd"]["members"] == 2
     assert (people["lee"]["role"], people["lee"]["teams"]) == ("team_lead", ["copd", "hf"])
     assert people["nina"]["has_password"] is True
@@ -317,3 +319,66 @@ def test_personal_rule_settings_are_set_and_listed(trust: str) -> None:
     assert "unknown threshold params" in admin(trust, "patient", "rule", str(patient),
                                                "spo2_low", "--param", "below=88", code=1)
     assert "unknown rule" in admin(trust, "patient", "rule", str(patient), "nope", code=1)
+
+
+# -- hubs: provision and revoke -------------------------------------------------------------
+
+@pytest.fixture
+def dynsec_env(mosquitto_factory: Callable[..., MosquittoServer],
+               monkeypatch: pytest.MonkeyPatch) -> Iterator[MosquittoServer]:
+    from tests.broker_support import PASSWORDS, PROVISIONER, dynsec_broker
+
+    broker = dynsec_broker(mosquitto_factory)
+    for name, value in {"MQTT_HOST": "127.0.0.1", "MQTT_PORT": str(broker.port),
+                        "MQTT_PROVISIONER_USERNAME": PROVISIONER,
+                        "MQTT_PROVISIONER_PASSWORD": PASSWORDS[PROVISIONER]}.items():
+        monkeypatch.setenv(f"HOMEWARD_{name}", value)
+    get_settings.cache_clear()
+    yield broker
+    get_settings.cache_clear()
+
+
+def test_provision_prints_a_bundle_once_and_revoke_takes_it_away(
+        trust: str, dynsec_env: MosquittoServer, tmp_path: Path) -> None:
+    from homeward.provisioning import read_bundle
+    from tests.broker_support import Probe
+
+    out = admin(trust, "hub", "provision", "hub-42")
+    bundle = json.loads(out[:out.rindex("}") + 1])
+    assert (bundle["hub_id"], bundle["broker_url"]) == (
+        "hub-42", f"mqtt://127.0.0.1:{dynsec_env.port}")
+    refused = admin(trust, "hub", "provision", "hub-42", "--out", str(tmp_path / "b.json"),
+                    code=1)
+    assert "already has broker credentials" in refused and "--replace" in refused
+    admin(trust, "hub", "provision", "hub-42", "--replace", "--out", str(tmp_path / "b.json"))
+    replaced = read_bundle(tmp_path / "b.json")
+    assert replaced.password != bundle["password"]
+    hubs = json.loads(admin(trust, "hub", "list", "--json"))
+    assert [(h["id"], h["revoked_at"]) for h in hubs] == [("hub-42", None)]
+    assert "revoked" in admin(trust, "hub", "revoke", "hub-42")
+    probe = Probe(dynsec_env.port, "hub-42", replaced.password)
+    try:
+        assert probe.connack != "Success"
+    finally:
+        probe.close()
+    assert json.loads(admin(trust, "hub", "list", "--json"))[0]["revoked_at"] is not None
+    assert "unknown hub 'ghost'" in admin(trust, "hub", "revoke", "ghost", code=1)
+
+
+def test_provisioning_without_a_broker_says_so_and_can_be_run_again(
+        trust: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stack.services import free_port
+
+    monkeypatch.setenv("HOMEWARD_MQTT_PORT", str(free_port()))  # nothing listens there
+    get_settings.cache_clear()
+    try:
+        unset = admin(trust, "hub", "provision", "hub-43", code=1)
+        monkeypatch.setenv("HOMEWARD_MQTT_PROVISIONER_PASSWORD", "pw")
+        get_settings.cache_clear()
+        out = admin(trust, "hub", "provision", "hub-43", code=1)
+    finally:
+        get_settings.cache_clear()
+    assert "HOMEWARD_MQTT_PROVISIONER_PASSWORD is not set" in unset
+    assert "the broker did not make hub hub-43's credentials" in out
+    hubs = json.loads(admin(trust, "hub", "list", "--json"))
+    assert [h["id"] for h in hubs] == ["hub-43"]  # recorded; provisioning again completes it

@@ -1,15 +1,15 @@
 """A new installation from nothing, as an adopter would run it (issue 11, "done when"):
 
-``homeward admin bootstrap`` → an organisation, a team and a nurse → a hub and its
-bundle → ``homeward edge --bundle`` connects with those credentials → a device paired
-through the admin API reaches the hub as its config → its reading flows through the
-broker and the ingest → the nurse sees it through the API.
+``homeward admin bootstrap`` → an organisation, a team and a nurse → ``homeward admin
+hub provision`` → ``homeward edge --bundle`` connects over TLS with those credentials →
+a device paired through the admin API reaches the hub as its config → its reading flows
+through the broker and the ingest → the nurse sees it through the API; ``homeward admin
+hub revoke`` → the hub is disconnected and refused at once.
 
 Everything is a real process: the CLI commands, `homeward ingest`, `homeward serve`,
 `homeward edge`, and `homeward sim devices` (the one stand-in: a virtual Bluetooth
-radio in its own process).  The hub's broker password is still the test's own
-(a password file): ``homeward admin hub provision`` / ``revoke`` take over that step
-once the broker credentials module (server/broker_credentials.py) is in.
+radio in its own process).  The broker is production-shaped: the dynamic-security
+plugin with a user per server role, a TLS listener with certificates made by the test.
 """
 
 from __future__ import annotations
@@ -28,15 +28,16 @@ import httpx
 import pytest
 
 from stack.services import MosquittoServer, free_port
-from stack.services.mosquitto import default_acl
+from stack.services.mosquitto import BrokerTls
 from stack.supervisor import Child, Supervisor
+from tests.broker_support import CONFIG, INGEST, PASSWORDS, PROVISIONER, Probe, dynsec_broker
 from tests.test_sim_remote import REPO, sim_devices
+from tests.tls_support import issue, make_authority
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 HUB = "hub-0001"
-INGEST_USER, API_USER = "homeward-ingest", "homeward-api"
 
 
 def homeward(env: dict[str, str], *args: str) -> str:
@@ -90,23 +91,27 @@ def _new_installation(db_url: str, mosquitto_factory: Callable[..., MosquittoSer
     patient = json.loads(homeward(db, "admin", "patient", "create", "--name", "Alice",
                                   "--team", "copd", "--nhs", "943 476 5919", "--json"))["id"]
 
-    # -- the broker and the server ---------------------------------------------------
-    broker = mosquitto_factory(users={INGEST_USER: "ingest-pw", API_USER: "api-pw",
-                                      HUB: "hub-pw"},
-                               acl=default_acl((INGEST_USER, API_USER)))
-    bundle = tmp_path / "hub-0001.json"
-    homeward(db, "admin", "hub", "create", HUB)
-    from homeward.provisioning import HubBundle, write_bundle
-
-    write_bundle(HubBundle(hub_id=HUB, broker_url=f"mqtt://127.0.0.1:{broker.port}",
-                           password="hub-pw"), bundle)
-    api_port = free_port()
+    # -- the broker (dynamic security, TLS for hubs) and the server --------------------
+    ca = make_authority(tmp_path)
+    cert, key = issue(ca, tmp_path, "broker", server=True)
+    broker = dynsec_broker(mosquitto_factory, tls=BrokerTls(ca.cert_file, cert, key))
     mqtt = {"HOMEWARD_MQTT_HOST": "127.0.0.1", "HOMEWARD_MQTT_PORT": str(broker.port)}
-    services("ingest", ["ingest"], {**db, **mqtt, "HOMEWARD_MQTT_USERNAME": INGEST_USER,
-                                    "HOMEWARD_MQTT_PASSWORD": "ingest-pw",
-                                    "HOMEWARD_INGEST_CLIENT_ID": INGEST_USER})
-    services("api", ["serve"], {**db, **mqtt, "HOMEWARD_MQTT_USERNAME": API_USER,
-                                "HOMEWARD_MQTT_PASSWORD": "api-pw",
+    operator = {**db, **mqtt, "HOMEWARD_MQTT_PROVISIONER_USERNAME": PROVISIONER,
+                "HOMEWARD_MQTT_PROVISIONER_PASSWORD": PASSWORDS[PROVISIONER],
+                "HOMEWARD_MQTT_CA_FILE": str(ca.cert_file),
+                "HOMEWARD_HUB_BROKER_URL": f"mqtts://127.0.0.1:{broker.tls_port}"}
+    bundle = tmp_path / "hub-0001.json"
+    homeward(operator, "admin", "hub", "provision", HUB, "--out", str(bundle))
+    provisioned = json.loads(bundle.read_text())
+    assert provisioned["broker_url"] == f"mqtts://127.0.0.1:{broker.tls_port}"
+    assert provisioned["ca_pem"] == ca.cert_file.read_text()
+    assert bundle.stat().st_mode & 0o777 == 0o600
+    api_port = free_port()
+    services("ingest", ["ingest"], {**db, **mqtt, "HOMEWARD_MQTT_USERNAME": INGEST,
+                                    "HOMEWARD_MQTT_PASSWORD": PASSWORDS[INGEST],
+                                    "HOMEWARD_INGEST_CLIENT_ID": INGEST})
+    services("api", ["serve"], {**db, **mqtt, "HOMEWARD_MQTT_USERNAME": CONFIG,
+                                "HOMEWARD_MQTT_PASSWORD": PASSWORDS[CONFIG],
                                 "HOMEWARD_API_PORT": str(api_port)})
     base = f"http://127.0.0.1:{api_port}"
     wait_for(lambda: _status(base + "/health") == 200, 60, "the API")
@@ -124,10 +129,10 @@ def _new_installation(db_url: str, mosquitto_factory: Callable[..., MosquittoSer
         state.mkdir()
         (state / "paired.json").write_text(json.dumps(
             [{"address": thermometer, "kind": "temperature"}]))
-        services("edge", ["edge", "--bundle", str(bundle), "--ble", "sim", "--sim-radio",
-                          announced["url"], "--state-dir", str(state)],
-                 {"HOMEWARD_EDGE_RECONNECT_MIN_S": "0.05",
-                  "HOMEWARD_EDGE_STATUS_INTERVAL_S": "1"})
+        edge = services("edge", ["edge", "--bundle", str(bundle), "--ble", "sim",
+                                 "--sim-radio", announced["url"], "--state-dir", str(state)],
+                        {"HOMEWARD_EDGE_RECONNECT_MIN_S": "0.05",
+                         "HOMEWARD_EDGE_STATUS_INTERVAL_S": "1"})
         wait_for(lambda: _hub(as_admin)["state"] == "online", 30, "the hub online")
         start = datetime.now(UTC) - timedelta(minutes=1)
         assert as_admin.post(f"/api/admin/patients/{patient}/enrolments", json={
@@ -140,9 +145,22 @@ def _new_installation(db_url: str, mosquitto_factory: Callable[..., MosquittoSer
         # the cuff's readings flow only once the hub has its new config
         wait_for(lambda: "blood_pressure" in _kinds(as_nurse, patient), 30,
                  "the cuff's reading, seen by the nurse")
-    readings = _readings(as_nurse, patient)
-    assert {r["device"] for r in readings if r["kind"] == "blood_pressure"} == {cuff}
-    assert all(r["hub_id"] == HUB for r in readings)
+        readings = _readings(as_nurse, patient)
+        assert {r["device"] for r in readings if r["kind"] == "blood_pressure"} == {cuff}
+        assert all(r["hub_id"] == HUB for r in readings)
+        assert f"connected to 127.0.0.1:{broker.tls_port}" in edge.log_file.read_text()
+
+        # -- revoked: the running hub is disconnected, its password refused ---------------
+        homeward(operator, "admin", "hub", "revoke", HUB)
+        wait_for(lambda: "broker refused the connection" in edge.log_file.read_text(), 10,
+                 "the edge disconnected and refused")
+        probe = Probe(broker.tls_port, HUB, provisioned["password"], tls=True,
+                      ca_file=ca.cert_file)
+        try:
+            assert probe.connack != "Success" and not probe.connected, probe.connack
+        finally:
+            probe.close()
+        assert _hub(as_admin)["revoked_at"] is not None
 
 
 def _status(url: str) -> int:

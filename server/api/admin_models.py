@@ -6,6 +6,7 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.json_schema import SkipJsonSchema
 
 from homeward.kinds import Kind
 from server.api.types import BoundedDatetime, Text
@@ -40,8 +41,9 @@ class TeamIn(Strict):
 class TeamPatch(Strict):
     """Only the fields sent change; null clears email, webhook, policy or fallback."""
 
-    name: Name | None = None
-    kind: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z_]{0,39}$")] | None = None
+    name: Name | SkipJsonSchema[None] = None
+    kind: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z_]{0,39}$")
+                    ] | SkipJsonSchema[None] = None
     email: Short | None = None
     webhook_url: Short | None = None
     escalation_policy: Annotated[str, StringConstraints(max_length=64,
@@ -227,3 +229,14 @@ class RotaImported(BaseModel):
 
 def dump(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(exclude_unset=True)
+
+
+class Bundle(BaseModel):
+    """A hub's provisioning bundle (``homeward edge --bundle``): it holds the hub's
+    password, shown this once."""
+
+    v: int
+    hub_id: str
+    broker_url: str
+    password: str
+    ca_pem: str | None

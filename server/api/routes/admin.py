@@ -25,6 +25,7 @@ from server.api import admin_models as m
 from server.api.deps import AUTH_RESPONSES, Problem, SessionDep, SettingsDep
 from server.api.scope import AdminAccess, AdminPatientAccess
 from server.api.types import BoundedDatetime, DbId
+from server.hub_provisioning import BrokerRefused
 from server.rota_io import RotaEntry
 
 router = APIRouter(prefix="/api/admin", tags=["admin"])
@@ -55,7 +56,9 @@ def _answers() -> Iterator[None]:
         raise HTTPException(404, detail=str(err)) from err
     except (admin.Conflict, invites.InviteRefused) as err:
         raise HTTPException(409, detail=str(err)) from err
-    except admin.AdminError as err:  # Invalid: a value that can never be right
+    except admin.AdminError as err:
+        if isinstance(err, BrokerRefused):
+            raise HTTPException(502, detail=str(err)) from err
         raise _invalid(str(err)) from err
 
 
@@ -384,3 +387,34 @@ def publish_config(hub_id: HubPath, conn: SessionDep, access: AdminAccess,
                    settings: SettingsDep) -> m.HubConfig:
     _hub(conn, access.scope, hub_id)
     return _publish(conn, hub_id, settings)
+
+
+# -- hub credentials --------------------------------------------------------------------
+
+BROKER = {**REFUSALS, 502: {"model": Problem, "description": "the broker could not be "
+                                                            "reached, or refused"}}
+
+
+@router.post("/hubs/{hub_id}/credentials", response_model=m.Bundle, status_code=201,
+             responses=BROKER,
+             summary="Broker credentials for the hub: its provisioning bundle, shown once")
+def provision_hub(hub_id: HubPath, conn: SessionDep, access: AdminAccess,
+                  settings: SettingsDep, replace: bool = False) -> m.Bundle:
+    from server.hub_provisioning import provision
+
+    hub = _hub(conn, access.scope, hub_id)
+    bundle = _call(lambda: provision(conn, hub_id=hub_id,
+                                     organisation_id=hub["organisation_id"],
+                                     settings=settings, replace=replace))
+    return m.Bundle(**bundle.model_dump())
+
+
+@router.delete("/hubs/{hub_id}/credentials", response_model=m.Hub, responses=BROKER,
+               summary="Revoke the hub's broker credentials now (it is disconnected)")
+def revoke_hub(hub_id: HubPath, conn: SessionDep, access: AdminAccess,
+               settings: SettingsDep) -> dict[str, Any]:
+    from server.hub_provisioning import revoke
+
+    _hub(conn, access.scope, hub_id)
+    _call(lambda: revoke(conn, hub_id=hub_id, settings=settings))
+    return _hub(conn, access.scope, hub_id)
