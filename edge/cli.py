@@ -51,7 +51,8 @@ def _broker(host: str | None, port: int | None, hub_id: str) -> BrokerParams:
         host=host or s.mqtt_host, port=port or s.mqtt_port,
         username=s.mqtt_username or hub_id,
         password=s.hub_password if s.hub_password is not None else s.mqtt_password,
-        tls=s.mqtt_tls, ca_file=s.mqtt_ca_file)
+        tls=s.mqtt_tls, ca_file=s.mqtt_ca_file, cert_file=s.mqtt_cert_file,
+        key_file=s.mqtt_key_file)
 
 
 def _from_bundle(path: Path, state_dir: Path | None) -> tuple[str, Path, BrokerParams]:

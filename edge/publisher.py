@@ -72,6 +72,9 @@ class BrokerParams:
     password: str | None = None
     tls: bool = False
     ca_file: Path | None = None
+    #: A client certificate and key, for a TLS listener that requires one.
+    cert_file: Path | None = None
+    key_file: Path | None = None
 
 
 class Backoff:
@@ -174,7 +177,10 @@ class Publisher:
         if self.broker.username is not None:
             client.username_pw_set(self.broker.username, self.broker.password)
         if self.broker.tls:
-            client.tls_set(ca_certs=str(self.broker.ca_file) if self.broker.ca_file else None)
+            b = self.broker
+            client.tls_set(ca_certs=str(b.ca_file) if b.ca_file else None,
+                           certfile=str(b.cert_file) if b.cert_file else None,
+                           keyfile=str(b.key_file) if b.key_file else None)
         client.will_set(self._topic_status, OFFLINE_STATUS, qos=1, retain=True)
         # our own bound is max_inflight_messages; leave paho room for status messages
         client.max_inflight_messages_set(self.settings.max_inflight_messages + 4)

@@ -14,10 +14,10 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion
 
 from homeward.settings import Settings, get_settings
 from homeward.wire import HubConfig, PairedDevice, config_topic
+from server.broker_dynsec import connect_client
 
 
 def hub_config(conn: psycopg.Connection[Any], hub_id: str) -> HubConfig:
@@ -36,6 +36,8 @@ def publish_hub_config(conn: psycopg.Connection[Any], hub_id: str, *,
     With ``client`` (a connected paho client with its loop running) it is
     used; otherwise a short-lived connection is made from ``settings``
     (default: the process settings), and closed once the broker has the message.
+    Its broker user needs the ``config`` role (homeward.broker_roles): a publish
+    the broker refuses raises PermissionError.
     """
     config = hub_config(conn, hub_id)
     payload = config.model_dump_json().encode()
@@ -44,13 +46,12 @@ def publish_hub_config(conn: psycopg.Connection[Any], hub_id: str, *,
         info.wait_for_publish(timeout)
         return config
     s = settings or get_settings()
-    own = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    if s.mqtt_username:
-        own.username_pw_set(s.mqtt_username, s.mqtt_password)
-    if s.mqtt_tls:
-        own.tls_set(ca_certs=str(s.mqtt_ca_file) if s.mqtt_ca_file else None)
+    own = connect_client(s, s.mqtt_username, s.mqtt_password)
     connected = threading.Event()
+    refusals: dict[int, str] = {}
     own.on_connect = lambda c, u, f, reason, p: connected.set() if not reason.is_failure else None
+    own.on_publish = lambda c, u, mid, reason, p: (
+        refusals.__setitem__(mid, str(reason)) if reason.is_failure else None)
     own.connect(s.mqtt_host, s.mqtt_port, keepalive=30)
     own.loop_start()
     try:
@@ -60,6 +61,9 @@ def publish_hub_config(conn: psycopg.Connection[Any], hub_id: str, *,
         info.wait_for_publish(timeout)
         if not info.is_published():
             raise TimeoutError(f"the broker did not acknowledge {hub_id}'s config")
+        if info.mid in refusals:
+            raise PermissionError(f"the broker refused {s.mqtt_username}'s publish of "
+                                  f"{hub_id}'s config: {refusals[info.mid]}")
     finally:
         own.disconnect()
         own.loop_stop()

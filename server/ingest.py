@@ -147,6 +147,9 @@ class IngestConfig:
     mqtt_password: str | None = None
     mqtt_tls: bool = False
     mqtt_ca_file: str | None = None
+    #: A client certificate and key, for a TLS listener that requires one.
+    mqtt_cert_file: str | None = None
+    mqtt_key_file: str | None = None
     client_id: str = "homeward-ingest"
     share_group: str | None = None
     batch_readings: int = 5000
@@ -174,6 +177,8 @@ class IngestConfig:
             "mqtt_password": settings.mqtt_password,
             "mqtt_tls": settings.mqtt_tls,
             "mqtt_ca_file": str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None,
+            "mqtt_cert_file": str(settings.mqtt_cert_file) if settings.mqtt_cert_file else None,
+            "mqtt_key_file": str(settings.mqtt_key_file) if settings.mqtt_key_file else None,
             "client_id": settings.ingest_client_id,
             "share_group": settings.ingest_share_group,
             "batch_readings": settings.ingest_batch_readings,
@@ -235,7 +240,8 @@ class Ingest:
         if cfg.mqtt_username:
             client.username_pw_set(cfg.mqtt_username, cfg.mqtt_password)
         if cfg.mqtt_tls:
-            client.tls_set(ca_certs=cfg.mqtt_ca_file)
+            client.tls_set(ca_certs=cfg.mqtt_ca_file, certfile=cfg.mqtt_cert_file,
+                           keyfile=cfg.mqtt_key_file)
         client.reconnect_delay_set(min_delay=1, max_delay=10)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

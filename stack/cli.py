@@ -25,8 +25,8 @@ bench = typer.Typer(help="Benchmarks: figures with the command that produced the
 app.add_typer(bench, name="bench")
 
 #: Modules whose ``register(app)`` adds commands.
-COMMAND_MODULES = ("server.cli", "server.admin_cli", "alerts.cli", "edge.cli",
-                   "device_sim.cli", "stack.demo", "stack.probe")
+COMMAND_MODULES = ("server.cli", "server.admin_cli", "server.broker_cli", "alerts.cli",
+                   "edge.cli", "device_sim.cli", "stack.demo", "stack.probe")
 #: The benchmark harnesses (left out of the production image): ``register(bench)``.
 BENCH_MODULE = "bench.cli"
 

@@ -7,7 +7,8 @@ session, with the QoS 1 messages queued in it.  Our brokers bind the client id
 to the username (``use_username_as_clientid``, docs/broker.md), so such a
 client is renamed to its own username and takes nobody's session.
 
-Each test runs a real Mosquitto (with the production ACL), the real ingest and
+Each test runs a real Mosquitto (with the production rights: the dynamic-security
+plugin, a user per server role, a role per hub), the real ingest and
 a hub publishing QoS 1 readings one a message, while an impostor with another
 hub's valid credentials connects, again and again, under the victim's client
 id.  Each test fails on a broker without the binding
@@ -35,7 +36,7 @@ from paho.mqtt.properties import Properties
 from homeward.wire import acks_topic, readings_topic
 from server.ingest import Ingest, IngestConfig
 from stack.services import MosquittoServer
-from stack.services.mosquitto import default_acl
+from tests.broker_support import dynsec_broker
 from tests.ingest_support import reading
 
 pytestmark = pytest.mark.integration
@@ -105,17 +106,19 @@ DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto"
 
 @pytest.fixture
 def secured_broker(mosquitto_factory: Callable[..., MosquittoServer]) -> MosquittoServer:
-    """Per-hub passwords under the production ACL of deploy/mosquitto/acl."""
-    return mosquitto_factory(users=PASSWORDS, acl=(DEPLOY / "acl").read_text())
+    """Per-hub logins and the production rights (tests/broker_support.py)."""
+    return dynsec_broker(mosquitto_factory, {hub: PASSWORDS[hub] for hub in ("hub-a", "hub-b")})
 
 
 def test_the_production_broker_binds_client_ids_to_usernames_like_the_private_one() -> None:
-    conf = (DEPLOY / "mosquitto.conf").read_text().splitlines()
-    assert "use_username_as_clientid true" in conf
-    rules = [line for line in (DEPLOY / "acl").read_text().splitlines()
-             if line and not line.startswith("#")]
-    assert rules == [line for line in default_acl((INGEST_USER, "homeward-api")).splitlines()
-                     if line and not line.startswith("#")]
+    """Every listener of deploy/mosquitto binds them (a listener option in mosquitto.conf)."""
+    lines = [line.strip() for line in (DEPLOY / "mosquitto.conf").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    listeners = [i for i, line in enumerate(lines) if line.startswith("listener ")]
+    assert listeners
+    for start, end in zip(listeners, [*listeners[1:], len(lines)], strict=True):
+        assert "use_username_as_clientid true" in lines[start:end], lines[start]
+    assert any(line.startswith("plugin ") and "dynamic_security" in line for line in lines)
 
 
 @pytest.fixture

@@ -103,7 +103,7 @@ class MosquittoServer:
     take over another's persistent session by naming its client id
     (docs/broker.md).  With ``acl`` (the text of an ACL file) it enforces it.
     With ``dynsec`` (a dynamic-security state) logins and rights are the plugin's
-    instead, and the client id is always the username; the state is merged into the
+    instead (the client id bound to the username as above); the state is merged into the
     plugin's file on each start, so clients created while it ran stay.
     With ``tls`` a TLS listener serves on ``tls_port``; ``plain=False`` leaves out
     the plain listener on ``port``.
@@ -143,8 +143,9 @@ class MosquittoServer:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         (self.state_dir / "data").mkdir(exist_ok=True)
         user = pwd.getpwuid(os.geteuid()).pw_name
-        lines = [f"listener {self.port} 127.0.0.1"] if self.plain else []
-        lines += [
+        #: Options of each listener (mosquitto.conf(5) "Listeners"); the others are global.
+        per_listener: list[str] = []
+        lines = [
             f"user {user}",
             f"log_dest file {self.log_file}",
             "log_type error",
@@ -165,8 +166,9 @@ class MosquittoServer:
                 state = merged(json.loads(self.dynsec_file.read_text()), state)
             write_state(self.dynsec_file, state)
             lines += ["allow_anonymous false", f"plugin {find_dynsec_plugin()}",
-                      f"plugin_opt_config_file {self.dynsec_file}",
-                      "use_username_as_clientid true"]
+                      f"plugin_opt_config_file {self.dynsec_file}"]
+            if self.username_as_client_id:
+                per_listener.append("use_username_as_clientid true")
         elif self.users is not None:
             pw_file = self.state_dir / "passwd"
             pw_file.write_text("")
@@ -177,7 +179,7 @@ class MosquittoServer:
                                capture_output=True)
             lines += ["allow_anonymous false", f"password_file {pw_file}"]
             if self.username_as_client_id:
-                lines.append("use_username_as_clientid true")
+                per_listener.append("use_username_as_clientid true")
         else:
             lines.append("allow_anonymous true")
         if self.acl is not None:
@@ -185,10 +187,12 @@ class MosquittoServer:
             acl_file.write_text(self.acl)
             acl_file.chmod(0o600)
             lines.append(f"acl_file {acl_file}")
+        if self.plain:
+            lines += [f"listener {self.port} 127.0.0.1", *per_listener]
         if self.tls is not None:
-            lines += [f"listener {self.tls_port} 127.0.0.1", f"cafile {self.tls.ca_file}",
-                      f"certfile {self.tls.cert_file}", f"keyfile {self.tls.key_file}",
-                      "tls_version tlsv1.2",
+            lines += [f"listener {self.tls_port} 127.0.0.1", *per_listener,
+                      f"cafile {self.tls.ca_file}", f"certfile {self.tls.cert_file}",
+                      f"keyfile {self.tls.key_file}", "tls_version tlsv1.2",
                       f"require_certificate {'true' if self.tls.require_certificate else 'false'}"]
         self.conf_file.write_text("\n".join(lines) + "\n")
 
