@@ -57,7 +57,8 @@ def _broker(host: str | None, port: int | None, hub_id: str) -> BrokerParams:
 
 def _from_bundle(path: Path, state_dir: Path | None) -> tuple[str, Path, BrokerParams]:
     """(hub id, state folder, broker) from a provisioning bundle (``homeward admin hub
-    provision``); its CA is written beside the hub's state."""
+    provision``); its CA is written beside the hub's state.  A client certificate and key
+    (a listener that requires one) still come from HOMEWARD_MQTT_CERT_FILE/_KEY_FILE."""
     from edge.publisher import BrokerParams
     from homeward.provisioning import read_bundle
 
@@ -73,9 +74,11 @@ def _from_bundle(path: Path, state_dir: Path | None) -> tuple[str, Path, BrokerP
         folder.mkdir(parents=True, exist_ok=True)
         ca_file = folder / "broker-ca.pem"
         ca_file.write_text(bundle.ca_pem, encoding="utf-8")
+    s = _settings()  # a client certificate, if the listener requires one, is the hub's own
     return bundle.hub_id, folder, BrokerParams(host=host, port=port, username=bundle.hub_id,
                                                password=bundle.password, tls=tls,
-                                               ca_file=ca_file)
+                                               ca_file=ca_file, cert_file=s.mqtt_cert_file,
+                                               key_file=s.mqtt_key_file)
 
 
 def _sim_radio(radio_id: str, devices: list[PairedDevice]) -> Any:
