@@ -67,10 +67,13 @@ DEMO_CLINICIANS = (
     DemoClinician("admin", "Adam Admin", "admin", ()),
 )
 #: The broker makes a client's username its client id (docs/broker.md), so each
-#: server process that talks MQTT has a user of its own.
+#: server process that talks MQTT has a user of its own, with its role's rights only
+#: (homeward.broker_roles): the ingest's, the config publisher's (the API and the admin
+#: commands), and the provisioner's, which makes and revokes hubs' logins.
 INGEST_MQTT_USER = "homeward-ingest"
 API_MQTT_USER = "homeward-api"
-SERVER_MQTT_USERS = (INGEST_MQTT_USER, API_MQTT_USER)
+PROVISIONER_MQTT_USER = "homeward-provisioner"
+SERVER_MQTT_USERS = (INGEST_MQTT_USER, API_MQTT_USER, PROVISIONER_MQTT_USER)
 #: The database role the ingest, API and alert engine connect as: it reads and writes
 #: rows and nothing more.  The migrations run as the owner, PostgresServer.user.
 APP_DB_ROLE = "homeward_app"

@@ -15,7 +15,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from homeward.broker_roles import Role
 from homeward.wire import readings_topic
+from server.broker_dynsec import initial_state
 from stack.demo import (
     API_MQTT_USER,
     APP_DB_ROLE,
@@ -26,6 +28,7 @@ from stack.demo import (
     DEMO_TEAMS,
     INGEST_MQTT_USER,
     OUT_OF_HOURS_TEAM,
+    PROVISIONER_MQTT_USER,
     ROTA_DAYS,
     SERVER_MQTT_USERS,
     SPARE_HUB,
@@ -39,7 +42,6 @@ from stack.demo import (
     write_private_json,
 )
 from stack.services import MosquittoServer, PostgresServer, free_port
-from stack.services.mosquitto import default_acl
 from stack.supervisor import Child, Supervisor
 
 console = Console()
@@ -165,11 +167,13 @@ def run_demo(*, state_dir: Path, api_port: int, homes: int, interval: float, res
     stop = install_stop_handlers()
 
     pg = PostgresServer(state_dir / "postgres", password=secrets.database_password)
-    broker = MosquittoServer(
-        state_dir / "mosquitto",
-        users={**secrets.server_mqtt_passwords, **secrets.hub_passwords},
-        acl=default_acl(SERVER_MQTT_USERS),
-    )
+    # Logins and rights in the dynamic-security plugin, as in production: hubs
+    # provisioned while the demo runs (`homeward admin hub provision`) stay across restarts.
+    broker = MosquittoServer(state_dir / "mosquitto", dynsec=initial_state(
+        {user: (secrets.server_mqtt_passwords[user], [role])
+         for user, role in zip(SERVER_MQTT_USERS, (Role.INGEST, Role.CONFIG, Role.PROVISIONER),
+                               strict=True)},
+        hubs=secrets.hub_passwords))
     children = Supervisor()
     started = time.monotonic()
     try:
@@ -207,7 +211,8 @@ def run_demo(*, state_dir: Path, api_port: int, homes: int, interval: float, res
                            {**env, **mqtt_login(secrets, INGEST_MQTT_USER),
                             "HOMEWARD_INGEST_CLIENT_ID": INGEST_MQTT_USER}, logs / "ingest.log"))
         children.add(Child("alerts", ["stack", "alerts"], env, logs / "alerts.log"))
-        children.add(Child("api", ["stack", "serve"], {**env, **mqtt_login(secrets, API_MQTT_USER)},
+        children.add(Child("api", ["stack", "serve"], {**env, **mqtt_login(secrets, API_MQTT_USER),
+                                                       **provisioner_login(secrets)},
                            logs / "api.log"))
         api = f"http://127.0.0.1:{api_port}"
         with console.status("waiting for the API ..."):
@@ -242,7 +247,10 @@ def run_demo(*, state_dir: Path, api_port: int, homes: int, interval: float, res
                             "role": c.role, "teams": list(c.teams)} for c in DEMO_CLINICIANS],
             "patients": [{"id": patients[hub], "name": name, "teams": list(care)}
                          for hub, name, care in _patients_wanted(hubs)],
-            "mqtt": {"host": "127.0.0.1", "port": broker.port},
+            "mqtt": {"host": "127.0.0.1", "port": broker.port,
+                     # the logins `homeward admin hub provision|revoke` and device pairing use
+                     "users": {user: secrets.server_mqtt_passwords[user]
+                               for user in (API_MQTT_USER, PROVISIONER_MQTT_USER)}},
             "database_url": app_url,
             "spare_hub": {
                 "id": SPARE_HUB,
@@ -276,6 +284,13 @@ def mqtt_login(secrets: DemoSecrets, user: str) -> dict[str, str]:
     """The environment that logs a server process in to the broker as ``user``."""
     return {"HOMEWARD_MQTT_USERNAME": user,
             "HOMEWARD_MQTT_PASSWORD": secrets.server_mqtt_passwords[user]}
+
+
+def provisioner_login(secrets: DemoSecrets) -> dict[str, str]:
+    """The environment that lets a process make and revoke hubs' broker logins."""
+    return {"HOMEWARD_MQTT_PROVISIONER_USERNAME": PROVISIONER_MQTT_USER,
+            "HOMEWARD_MQTT_PROVISIONER_PASSWORD":
+                secrets.server_mqtt_passwords[PROVISIONER_MQTT_USER]}
 
 
 def _healthy(api: str) -> bool:
