@@ -104,7 +104,7 @@ def seed_clinic(url: str) -> Clinic:
                                     teams=["district-nursing"])
         harry = admin.create_patient(conn, display_name="Harry Heart", nhs_number="9434765870",
                                      teams=["heart-failure"])
-        sam = admin.create_patient(conn, display_name="Sam Shared", nhs_number="9434765828",
+        sam = admin.create_patient(conn, display_name="Sam Shared", nhs_number="9434765838",
                                    teams=["district-nursing", "heart-failure"])
         conn.execute("UPDATE patient SET date_of_birth = '1948-05-17' WHERE id = %s", (sam,))
         for hub, patient, address, kind in [("hub-dora", dora, "C4:7C:8D:00:00:01",
@@ -308,7 +308,7 @@ def test_the_patient_page_draws_the_readings_with_the_patients_own_thresholds(
     try:
         page.goto(base + f"/patients/{world.sam}?range=7d")
         expect(page.get_by_role("heading", name="Sam Shared")).to_be_visible()
-        expect(page.locator("dl.facts")).to_contain_text("9434765828")
+        expect(page.locator("dl.facts")).to_contain_text("9434765838")
         chart = page.locator("figure#chart-spo2")
         expect(chart.locator("canvas")).to_have_count(1)
         expect(chart).to_have_attribute("data-thresholds-drawn", "2")
@@ -434,7 +434,7 @@ def test_caseload_filters_and_sorts_with_severity_in_words(
     try:
         names = page.locator("#caseload tbody tr[data-patient-id] td:nth-child(2) a")
         page.goto(base + "/caseload")
-        page.get_by_label("Name or NHS number").fill("9434765828")
+        page.get_by_label("Name or NHS number").fill("9434765838")
         page.get_by_role("button", name="Filter").click()
         expect(names).to_have_text(["Sam Shared"])
         page.goto(base + "/caseload")
