@@ -81,9 +81,13 @@ def seed(conn: psycopg.Connection[Any], secrets: DemoSecrets, homes: int) -> dic
             continue
         patient = admin.create_patient(conn, display_name=name, teams=list(care))
         if conn.execute("SELECT 1 FROM hub WHERE id = %s", (hub,)).fetchone() is None:
-            admin.create_hub(conn, hub_id=hub)
+            admin.create_hub(conn, hub_id=hub, organisation_id=org_id)
         admin.enrol(conn, hub_id=hub, patient_id=patient, valid_from=since)
         patients[hub] = patient
+    # the demo's hubs are its organisation's (the admin API finds them); an older state
+    # folder's hubs were made before hubs had one
+    conn.execute("UPDATE hub SET organisation_id = %s WHERE organisation_id IS NULL"
+                 " AND id = ANY(%s)", (org_id, [*hubs, SPARE_HUB]))
     return patients
 
 

@@ -117,6 +117,10 @@ def test_demo_people_have_caseloads_that_differ_and_overlap_in_one_patient(
     assert len(ada["teams"]) == 2
     admin = next(c["username"] for c in info["clinicians"] if c["role"] == "admin")
     assert caseload(admin) == {p["id"] for p in info["patients"]} == first | second
+    hubs = httpx.get(f"{info['api_url']}/admin/hubs", timeout=10, headers={
+        "Authorization": f"Bearer {people[admin]['api_token']}"})
+    hubs.raise_for_status()  # the demo's hubs are its organisation's, so its admin's
+    assert {h["id"] for h in hubs.json()} >= {h["id"] for h in info["hubs"]} != set()
 
 
 def test_demo_end_to_end_with_mosquitto_pub(demo: RunningDemo) -> None:
