@@ -80,6 +80,16 @@ class Settings(BaseSettings):
     api_streams_per_clinician: int = Field(default=5, ge=1)
     #: Password checks (scrypt, 16 MiB each) run at once; further logins wait their turn.
     api_login_concurrency: int = Field(default=2, ge=1)
+    #: Sign-in throttling (docs/security.md): after this many failed sign-ins for one
+    #: username, or from one address, within the window, attempts answer 429.
+    login_max_failures: int = Field(default=10, ge=1)
+    login_failure_window_seconds: int = Field(default=15 * 60, ge=1)
+    #: A dashboard session ends after this long unused, and this long after sign-in
+    #: whatever happens (a shift; the old signed cookie's 12 hours).
+    session_idle_seconds: int = Field(default=60 * 60, ge=60)
+    session_absolute_seconds: int = Field(default=12 * 3600, ge=60)
+    #: The session cookie's Secure flag; unset: when dashboard_url or the request is https.
+    session_cookie_secure: bool | None = None
     #: /health degrades when the oldest reading waiting for evaluation is older (s).
     health_evaluation_backlog_seconds: float = Field(default=120.0, gt=0)
     #: /health degrades when an ingest has held a message unacknowledged this long (s).
