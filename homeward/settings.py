@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     # HTTP API and dashboard
     api_host: str = "127.0.0.1"
     api_port: int = 8000
-    #: Secret used to sign session cookies for the dashboard.
+    #: Secret that keys the dashboard's CSRF tokens (sessions live in the database).
     secret_key: str = "dev"  # noqa: S105 -- refused outside development
     #: The dashboard's address as people reach it (links in invitations, e-mails).
     dashboard_url: str = "http://127.0.0.1:8000"

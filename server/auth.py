@@ -1,11 +1,11 @@
-"""Credentials: API tokens (sha256), passwords (scrypt) and signed session cookies.
+"""Credentials: API tokens (sha256) and passwords (scrypt).
 
 An API token is random (256 bits), so a fast hash is enough to store it:
 the database holds ``sha256(token)`` and a lookup is one indexed query.  A
 password is chosen by a person, so it is stored with scrypt, a memory-hard
 key-derivation function (RFC 7914) with a per-password salt.  The dashboard's
-session cookie is ``<clinician id>.<expiry>.<HMAC-SHA256>`` signed with the
-settings' ``secret_key``.
+sessions live on the server (``server.web_sessions``); their ids are random
+too, and stored as ``sha256`` like tokens.
 
 Checking a password costs one scrypt, tens of milliseconds of CPU: callers in
 an event loop run it in a worker thread (``server.api.routes.dashboard``).  A
@@ -20,7 +20,6 @@ import base64
 import hashlib
 import hmac
 import secrets
-import time
 from functools import lru_cache
 
 # scrypt cost: N=2**14, r=8, p=1 (16 MiB, tens of ms) — the RFC 7914 section 2
@@ -28,7 +27,6 @@ from functools import lru_cache
 SCRYPT_N = 2**14
 SCRYPT_R = 8
 SCRYPT_P = 1
-SESSION_SECONDS = 12 * 3600
 
 
 def new_api_token() -> str:
@@ -79,26 +77,3 @@ def check_login(password: str, stored: str | None) -> bool:
         verify_password(password, _dummy_hash())
         return False
     return verify_password(password, stored)
-
-
-def sign_session(clinician_id: int, secret: str, *, ttl: int = SESSION_SECONDS,
-                 now: float | None = None) -> str:
-    expires = int((now if now is not None else time.time()) + ttl)
-    body = f"{clinician_id}.{expires}"
-    mac = hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest()
-    return f"{body}.{_b64(mac)}"
-
-
-def verify_session(cookie: str, secret: str, *, now: float | None = None) -> int | None:
-    """The clinician id a valid, unexpired cookie names; None otherwise."""
-    try:
-        clinician, expires, mac = cookie.split(".")
-        expected = hmac.new(secret.encode(), f"{clinician}.{expires}".encode(),
-                            hashlib.sha256).digest()
-        if not hmac.compare_digest(expected, _unb64(mac)):
-            return None
-        if int(expires) < (now if now is not None else time.time()):
-            return None
-        return int(clinician)
-    except (ValueError, TypeError):
-        return None

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from server import admin
-from server.auth import sign_session, verify_password, verify_session
+from server.auth import verify_password
 from tests.ingest_support import one
 
 pytestmark = pytest.mark.integration
@@ -39,17 +39,6 @@ def test_clinician_token_is_returned_once_and_stored_hashed(db_url: str) -> None
     assert teams == [("copd",)]
     assert rotated != made.api_token
     assert new_hash == hashlib.sha256(rotated.encode()).hexdigest()
-
-
-@pytest.mark.parametrize(("cookie_of", "secret", "at", "valid"), [
-    (7, "k", 0, True),
-    (7, "other", 0, False),  # signed with another key
-    (7, "k", 13 * 3600, False),  # expired
-])
-def test_session_cookie(cookie_of: int, secret: str, at: float, valid: bool) -> None:
-    cookie = sign_session(cookie_of, "k", now=1_000_000)
-    assert (verify_session(cookie, secret, now=1_000_000 + at) == cookie_of) is valid
-    assert verify_session(cookie.replace("7.", "8.", 1), "k", now=1_000_000) is None
 
 
 def test_enrolments_follow_the_hub_from_patient_to_patient(db_url: str) -> None:

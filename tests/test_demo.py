@@ -33,7 +33,6 @@ import psycopg
 import pytest
 
 from server.api.deps import SESSION_COOKIE
-from server.auth import sign_session
 from stack.demo import APP_DB_ROLE, DemoSecrets
 from stack.services import free_port
 from stack.services.common import wait_for_port
@@ -42,9 +41,6 @@ from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow,
               pytest.mark.xdist_group("demo")]
-
-TEN_YEARS = 10 * 365 * 24 * 3600
-
 
 @dataclass
 class RunningDemo:
@@ -181,21 +177,24 @@ def test_a_busy_api_port_is_refused_whether_given_by_option_or_environment(
     assert f"Port {port} is in use" in done.stdout
 
 
-def test_demo_secret_key_is_random_per_state_folder_and_a_forged_dev_cookie_is_refused(
+def test_demo_secret_key_is_random_per_state_folder_and_a_forged_cookie_is_refused(
         demo: RunningDemo, tmp_path: Path) -> None:
-    with psycopg.connect(demo.info["database_url"]) as conn:
-        row = conn.execute("SELECT id FROM clinician WHERE username = %s",
-                           (demo.info["clinician"]["username"],)).fetchone()
-    assert row is not None
     alerts = f"{demo.info['api_url']}/alerts"
+    site = demo.info["api_url"].removesuffix("/api")
 
-    def status_with(secret: str) -> int:
-        cookie = sign_session(row[0], secret, ttl=TEN_YEARS)
+    def status_with(cookie: str) -> int:
         return httpx.get(alerts, cookies={SESSION_COOKIE: cookie}, timeout=5).status_code
 
-    assert status_with("dev") == 401  # the default key signs nothing here
+    # sessions live on the server: a cookie it never issued (the old signed form with the
+    # default key included) names nobody, whatever it says
+    assert status_with("1.4102444800.forged-with-dev") == 401
+    with httpx.Client(timeout=10) as browser:
+        signed_in = browser.post(f"{site}/login", data={
+            "username": demo.info["clinician"]["username"],
+            "password": demo.info["clinician"]["password"]})
+        assert signed_in.status_code == 200
+        assert status_with(browser.cookies[SESSION_COOKIE]) == 200  # one it issued does
     key = demo.secrets["secret_key"]
-    assert status_with(key) == 200  # the state folder's own key does
     assert stat.S_IMODE((demo.state / "secrets.json").stat().st_mode) == 0o600
     keys = [DemoSecrets.load_or_create(tmp_path / name / "secrets.json", []).secret_key
             for name in ("a", "b", "a")]

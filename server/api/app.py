@@ -19,8 +19,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from homeward import __version__
 from homeward.settings import Settings, get_settings
 from server.api.alert_events import AlertEvents
+from server.api.csrf import OriginCheck, request_token
 from server.api.deps import Problem
 from server.api.limits import BodySizeLimit, unreadable_body, validation_error
+from server.api.security_headers import SecurityHeaders
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -46,7 +48,9 @@ def create_app(settings: Settings | None = None, *, pool_max_size: int = 10) -> 
             await app.state.alert_events.close()
             pool.close()
 
+    # /docs is served by server.api.routes.docs (no inline script); ReDoc not at all
     app = FastAPI(title="Homeward API", version=__version__, lifespan=lifespan,
+                  docs_url=None, redoc_url=None,
                   description="Readings, alerts, hubs and quarantine of the Homeward "
                               "remote-monitoring platform. Authenticate with "
                               "`Authorization: Bearer <token>`.",
@@ -61,6 +65,7 @@ def create_app(settings: Settings | None = None, *, pool_max_size: int = 10) -> 
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, unreadable_body)
     app.state.templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+    app.state.templates.env.globals["csrf_token"] = request_token
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
     from alerts.store import AlertNotFound, InvalidTransition, UnknownOutcome
@@ -88,6 +93,7 @@ def create_app(settings: Settings | None = None, *, pool_max_size: int = 10) -> 
         alert_actions,
         alerts,
         dashboard,
+        docs,
         health,
         hubs,
         invite,
@@ -108,6 +114,12 @@ def create_app(settings: Settings | None = None, *, pool_max_size: int = 10) -> 
     app.include_router(pages.router)
     app.include_router(admin.router)
     app.include_router(invite.router)
+    app.include_router(docs.router)
+    # A state-changing request from another site is a 403 before anything reads it, and
+    # every answer, the 413s and 403s of the middlewares included, carries the security
+    # headers (docs/security.md).
+    app.add_middleware(OriginCheck, dashboard_url=s.dashboard_url)
+    app.add_middleware(SecurityHeaders)
     # Outermost (added last): request id, access log line and per-route latency for every
     # request, those other middlewares answer included (server/api/observe.py).
     from server.api.observe import RequestContext

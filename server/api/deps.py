@@ -1,4 +1,10 @@
-"""Typed dependencies: a pooled connection (``SessionDep``), the caller (``CurrentClinician``)."""
+"""Typed dependencies: a pooled connection (``SessionDep``), the caller (``CurrentClinician``).
+
+The caller is named by a bearer token or by the dashboard's session cookie
+(a server-side session, ``server.web_sessions``).  A state-changing request
+that the cookie authenticates must also carry the session's CSRF token
+(``server.api.csrf``), else it is a 403.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +17,12 @@ from psycopg_pool import ConnectionPool
 from pydantic import BaseModel
 
 from homeward.settings import Settings
-from server import queries
-from server.auth import hash_token, verify_session
+from server import queries, web_sessions
+from server.api.csrf import HEADER as CSRF_HEADER
+from server.api.csrf import UNSAFE_METHODS, token_matches
+from server.auth import hash_token
 
-SESSION_COOKIE = "homeward_session"
+SESSION_COOKIE = web_sessions.SESSION_COOKIE
 
 
 def get_pool(request: Request) -> ConnectionPool:
@@ -40,18 +48,28 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 def clinician_from_request(request: Request, pool: ConnectionPool,
                            settings: Settings) -> dict[str, Any] | None:
-    """The clinician a bearer token or a signed session cookie names, if any."""
+    """The clinician a bearer token or a live session cookie names, if any.
+
+    A state-changing request authenticated by the cookie without the session's CSRF
+    token in ``X-CSRF-Token`` is refused (403) before anything is done."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     with pool.connection() as conn:
         if scheme.lower() == "bearer" and token.strip():
             return queries.clinician_by_token_hash(conn, token_hash=hash_token(token.strip()))
         cookie = request.cookies.get(SESSION_COOKIE)
-        if cookie:
-            clinician_id = verify_session(cookie, settings.secret_key)
-            if clinician_id is not None:
-                return queries.clinician_by_id(conn, clinician_id=clinician_id)
-    return None
+        if not cookie:
+            return None
+        clinician_id = web_sessions.session_clinician(
+            conn, cookie, idle_seconds=settings.session_idle_seconds)
+        if clinician_id is None:
+            return None
+        if request.method in UNSAFE_METHODS and not token_matches(
+                request.headers.get(CSRF_HEADER), cookie, settings.secret_key):
+            raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                detail="missing or wrong CSRF token: a change made with the "
+                                       "session cookie must send the page's X-CSRF-Token")
+        return queries.clinician_by_id(conn, clinician_id=clinician_id)
 
 
 def current_clinician(request: Request, pool: PoolDep, settings: SettingsDep) -> dict[str, Any]:

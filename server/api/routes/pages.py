@@ -5,7 +5,7 @@ script, so a CSP without 'unsafe-inline' holds) and posts actions to the JSON AP
 Every page takes its data through the access dependencies of
 ``server.api.scope`` (one audit row each; an id outside the caller's scope is a
 404 page) and never filters by team itself.  A request without a session is
-sent to the sign-in page.
+sent to the sign-in page, which comes back here afterwards (``?next=``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ from alerts.model import OUTCOMES
 from server import audit, queries, record_queries, triage
 from server.access import Scope
 from server.api import clinical_text, humantime
+from server.api.csrf import request_token
 from server.api.deps import PoolDep
+from server.api.redirects import login_url
 from server.api.scope import AdminScope, AlertAccess, ListAccess, PatientAccess
 from server.patient_view import chart_resolution, kinds_measured, recent_readings, rules_now
 
@@ -54,7 +56,8 @@ def _templates() -> Jinja2Templates:
                        metric_label=lambda m: clinical_text.LABELS.get(m, m),
                        unit=clinical_text.unit, number=clinical_text.number,
                        outcomes=OUTCOMES, snooze_minutes=SNOOZE_MINUTES,
-                       statuses=STATUSES, outcome_label=lambda o: o.replace("_", " "))
+                       statuses=STATUSES, outcome_label=lambda o: o.replace("_", " "),
+                       csrf_token=request_token)
     return templates
 
 
@@ -72,8 +75,9 @@ class PageRoute(APIRoute):
             try:
                 return await handler(request)
             except HTTPException as err:
-                if err.status_code == 401:
-                    return RedirectResponse("/login", status_code=303)
+                if err.status_code == 401:  # and back here once signed in
+                    return RedirectResponse(login_url(request.url.path, request.url.query),
+                                            status_code=303)
                 if err.status_code in (403, 404):
                     return _error_page(request, err.status_code)
                 raise

@@ -8,6 +8,8 @@
 // (dot-separated keys and list indexes), sent as "overrides" (the rule setting API).
 // On success the form fires "api:done" (detail: the JSON answer) and says data-done in
 // the nearest .form-status; on failure it says what the API said.
+// Every request sends the page's CSRF token (<meta name="csrf-token">) as X-CSRF-Token:
+// the API refuses a change made with the session cookie without it (docs/security.md).
 "use strict";
 
 (function () {
@@ -52,6 +54,11 @@
     return "the server answered " + res.status;
   }
 
+  function csrfToken() {
+    const meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.content : "";
+  }
+
   async function submit(form, event) {
     event.preventDefault();
     if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) return;
@@ -63,7 +70,8 @@
       const res = await fetch(form.dataset.api, {
         method: form.dataset.method || "POST",
         credentials: "same-origin",
-        headers: {"Content-Type": "application/json", "Accept": "application/json"},
+        headers: {"Content-Type": "application/json", "Accept": "application/json",
+                  "X-CSRF-Token": csrfToken()},
         body: JSON.stringify(body(form)),
       });
       if (!res.ok) {
