@@ -52,6 +52,15 @@ def session_clinician(conn: psycopg.Connection[Any], session_id: str, *,
     return int(row[0]) if row else None
 
 
+def session_live(conn: psycopg.Connection[Any], session_id: str, *, idle_seconds: int) -> bool:
+    """Whether the session still stands, without counting this as a use (a live stream
+    asks this; an open stream alone does not keep a session from going idle)."""
+    row = conn.execute("SELECT 1 FROM web_session WHERE id_hash = %s AND expires_at > now()"
+                       " AND last_seen_at > now() - %s",
+                       (hash_token(session_id), timedelta(seconds=idle_seconds))).fetchone()
+    return row is not None
+
+
 def end_session(conn: psycopg.Connection[Any], session_id: str) -> bool:
     """Logout: the session is gone on the server (True when there was one)."""
     cur = conn.execute("DELETE FROM web_session WHERE id_hash = %s", (hash_token(session_id),))

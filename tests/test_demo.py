@@ -192,7 +192,7 @@ def test_demo_secret_key_is_random_per_state_folder_and_a_forged_cookie_is_refus
         signed_in = browser.post(f"{site}/login", data={
             "username": demo.info["clinician"]["username"],
             "password": demo.info["clinician"]["password"]})
-        assert signed_in.status_code == 200
+        assert signed_in.status_code == 303  # to the queue
         assert status_with(browser.cookies[SESSION_COOKIE]) == 200  # one it issued does
     key = demo.secrets["secret_key"]
     assert stat.S_IMODE((demo.state / "secrets.json").stat().st_mode) == 0o600

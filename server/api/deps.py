@@ -72,6 +72,15 @@ def clinician_from_request(request: Request, pool: ConnectionPool,
         return queries.clinician_by_id(conn, clinician_id=clinician_id)
 
 
+def session_of(request: Request) -> str | None:
+    """The session id the request is authenticated by, when a cookie (not a bearer
+    token, which wins) is what authenticates it."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return None
+    return request.cookies.get(SESSION_COOKIE) or None
+
+
 def current_clinician(request: Request, pool: PoolDep, settings: SettingsDep) -> dict[str, Any]:
     clinician = clinician_from_request(request, pool, settings)
     if clinician is None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal, get_args
 
+import anyio.to_thread
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
@@ -13,10 +15,19 @@ from starlette.types import Receive, Scope, Send
 
 from alerts import store
 from alerts.model import ACTIVE_STATES, CLOSED_STATES, OUTCOMES
+from server import web_sessions
 from server.access import alert_condition
 from server.api.alert_events import OVERFLOW, AlertEvents, StreamLimit, Subscription
 from server.api.alert_models import Alert, AlertDetail
-from server.api.deps import AUTH_RESPONSES, NOT_FOUND, PoolDep, Problem, SessionDep
+from server.api.deps import (
+    AUTH_RESPONSES,
+    NOT_FOUND,
+    PoolDep,
+    Problem,
+    SessionDep,
+    SettingsDep,
+    session_of,
+)
 from server.api.scope import AlertAccess, ListAccess, StreamScope
 from server.api.types import DbId, Text
 
@@ -24,6 +35,9 @@ router = APIRouter(prefix="/api/alerts", tags=["alerts"])
 
 #: Seconds between keep-alive comments on an idle event stream.
 STREAM_KEEPALIVE = 15.0
+#: How often a stream opened with the session cookie checks that its session still
+#: stands (sign-out, expiry): it ends within this plus one keep-alive (docs/security.md).
+SESSION_RECHECK_S = 30.0
 
 
 StateFilter = Literal["open", "acknowledged", "resolved", "auto_resolved", "all"]
@@ -95,7 +109,8 @@ class EventStream(StreamingResponse):
                              "description": "this clinician already holds the most live "
                                             "streams allowed "
                                             "(HOMEWARD_API_STREAMS_PER_CLINICIAN)"}})
-async def stream(request: Request, access: ListAccess, pool: PoolDep) -> StreamingResponse:
+async def stream(request: Request, access: ListAccess, pool: PoolDep,
+                 settings: SettingsDep) -> StreamingResponse:
     """Relays the ``alert_event`` notifications of the alert engine; the process shares
     one database connection among all its streams (``server.api.alert_events``)."""
     events: AlertEvents = request.app.state.alert_events
@@ -105,10 +120,22 @@ async def stream(request: Request, access: ListAccess, pool: PoolDep) -> Streami
         raise HTTPException(429, detail=str(err), headers={"Retry-After": "30"}) from err
 
     visible = StreamScope(pool, access.scope)
+    session = session_of(request)
+
+    def session_stands() -> bool:
+        assert session is not None
+        with pool.connection() as conn:
+            return web_sessions.session_live(conn, session,
+                                             idle_seconds=settings.session_idle_seconds)
 
     async def lines() -> AsyncIterator[str]:
         yield ": connected\n\n"
+        checked = time.monotonic()
         while not await request.is_disconnected():
+            if session is not None and time.monotonic() - checked >= SESSION_RECHECK_S:
+                checked = time.monotonic()
+                if not await anyio.to_thread.run_sync(session_stands):
+                    return  # signed out or expired: nothing more on this session
             try:
                 payload = await asyncio.wait_for(sub.queue.get(), timeout=STREAM_KEEPALIVE)
             except TimeoutError:
