@@ -67,12 +67,6 @@ def end_session(conn: psycopg.Connection[Any], session_id: str) -> bool:
     return cur.rowcount > 0
 
 
-def end_clinician_sessions(conn: psycopg.Connection[Any], clinician_id: int) -> int:
-    """Every session of one clinician ends (e.g. when her account is deactivated)."""
-    return conn.execute("DELETE FROM web_session WHERE clinician_id = %s",
-                        (clinician_id,)).rowcount
-
-
 def prune_sessions(conn: psycopg.Connection[Any], *, idle_seconds: int) -> int:
     """Delete sessions past either limit (run at each sign-in; cheap on its indexes)."""
     return conn.execute("DELETE FROM web_session WHERE expires_at <= now()"
