@@ -365,3 +365,35 @@ def _up(url: str) -> bool:
     except httpx.HTTPError:
         return False
     return True
+
+
+def test_a_json_line_carries_the_bound_context_the_call_s_fields_and_the_traceback() -> None:
+    import io
+    import logging
+
+    from homeward.logs import configure_logging, log_context
+
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    try:
+        configure_logging("json", "INFO", process="ingest", stream=stream)
+        log = logging.getLogger("homeward.ingest")
+        with log_context(hub="hub-7", mqtt_mid=42):
+            log.warning("refused %s", "once", extra={"digest": "ab12"})
+            worker = threading.Thread(target=lambda: log.info("other thread"))
+            worker.start()
+            worker.join()
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("failed")
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    first, other, failed = (orjson.loads(x) for x in stream.getvalue().splitlines())
+    assert first["message"] == "refused once" and first["level"] == "warning"
+    assert (first["hub"], first["mqtt_mid"], first["digest"]) == ("hub-7", 42, "ab12")
+    assert first["process"] == "ingest" and first["logger"] == "homeward.ingest"
+    assert "hub" not in other  # a thread of its own has a context of its own
+    assert "hub" not in failed and "ValueError: boom" in failed["exc"]
