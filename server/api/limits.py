@@ -22,6 +22,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: Longest ``input`` (characters of its JSON form) a 422 echoes back; longer is summarised.
@@ -121,7 +122,24 @@ async def unreadable_body(request: Request, exc: Exception) -> Response:
         return JSONResponse({"detail": [{"loc": ["body"], "type": "json_invalid",
                                          "msg": "the body is not UTF-8 JSON"}]},
                             status_code=422)
+    if exc.status_code == 405:
+        exc.headers = {**(exc.headers or {}), "Allow": allowed_methods(request)}
     return await http_exception_handler(request, exc)
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path (RFC 9110: a 405 lists them all).
+
+    Starlette answers 405 from the first route whose path matches, so a path served
+    by two routes (GET and PUT declared apart) would list only one of them.  Each
+    method is asked of every route through ``matches`` (FastAPI's included routers
+    answer it too)."""
+    return ", ".join(m for m in _METHODS if any(
+        route.matches({**request.scope, "method": m})[0] is Match.FULL
+        for route in request.app.router.routes))
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
 
 
 async def validation_error(request: Request, exc: Exception) -> JSONResponse:
