@@ -262,6 +262,16 @@ def test_a_json_body_that_is_not_utf8_is_422(api: httpx.Client, world: World,
     assert response.json()["detail"][0]["loc"] == ["body"]
 
 
+
+@pytest.mark.parametrize(("path", "allow"), [
+    ("/api/admin/teams", "GET, POST"),  # two routes at one path, declared apart
+    ("/api/alerts", "GET"),
+])
+def test_a_405_lists_every_method_of_its_path(api: httpx.Client, path: str, allow: str) -> None:
+    response = api.request("OPTIONS", path)
+    assert response.status_code == 405
+    assert response.headers["allow"] == allow  # Starlette named only the first route's
+
 # -- the event stream ----------------------------------------------------------------------
 
 def _open_streams(stack: ExitStack, base: str, tokens: list[str]) -> list[Iterator[str]]:
