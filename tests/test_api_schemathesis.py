@@ -29,9 +29,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ST = Path(sys.executable).with_name("st")
 CONFIG = Path(__file__).with_name("schemathesis.toml")
-#: Test cases per operation and phase (~30 s of CPU; longer on a busy machine).  25 missed
-#: the NUL in ``team`` that made the old GET /api/alerts answer 500; 50 finds it (seed 7).
-MAX_EXAMPLES = 50
+#: Test cases per operation and phase: 40 runs in ~56 s here (50 took ~68 s).  25 missed the
+#: NUL in ``team`` that made the old GET /api/alerts answer 500; test_api_limits's
+#: test_nul_bytes_answer_422 now holds that one directly.
+MAX_EXAMPLES = 40
 SEED = 7  # a fixed seed: a failure found is found again
 
 
