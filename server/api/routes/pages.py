@@ -22,13 +22,14 @@ from fastapi.templating import Jinja2Templates
 
 from alerts import store
 from alerts.model import OUTCOMES
-from server import audit, queries, record_queries, triage
+from homeward.kinds import Kind
+from server import admin_queries, audit, queries, record_queries, triage
 from server.access import Scope
 from server.api import clinical_text, humantime
 from server.api.csrf import request_token
 from server.api.deps import PoolDep
 from server.api.redirects import login_url
-from server.api.scope import AdminScope, AlertAccess, ListAccess, PatientAccess
+from server.api.scope import AdminAccess, AdminScope, AlertAccess, ListAccess, PatientAccess
 from server.patient_view import chart_resolution, kinds_measured, recent_readings, rules_now
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -325,3 +326,20 @@ def hubs_page(request: Request, pool: PoolDep, scope: AdminScope) -> Response:
         hub["agent"] = status.get("agent")
         hub["outbox_nearly_full"] = bool(status.get("outbox_nearly_full"))
     return _page(request, "hubs.html", scope, "hubs", hubs=hubs)
+
+
+# -- administration (admins) --------------------------------------------------------------
+
+@router.get("/admin", response_class=HTMLResponse)
+def admin_page(request: Request, pool: PoolDep, access: AdminAccess) -> Response:
+    """Teams, clinicians, patients and hubs of the admin's organisations; every change
+    is a form posting to the admin API (/api/admin, docs/admin.md)."""
+    scope = access.scope
+    orgs = list(scope.organisation_ids)
+    with pool.connection() as conn:
+        context = {"teams": admin_queries.teams(conn, orgs),
+                   "clinicians": admin_queries.clinicians(conn, orgs),
+                   "patients": admin_queries.patients(conn, orgs),
+                   "hubs": admin_queries.hubs(conn, orgs)}
+    return _page(request, "admin.html", scope, "admin", kinds=[k.value for k in Kind],
+                 **context)

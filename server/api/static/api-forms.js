@@ -3,7 +3,9 @@
 // <form data-api="/api/..." [data-method="PUT"] [data-done="Saved"] [data-confirm="..."]
 //       [data-after="reload"] [data-params='{...}']>
 // Fields become a JSON object by name: empty fields are left out; data-type="number"
-// sends a number, a checkbox a boolean, datetime-local an ISO time (the browser's zone).
+// sends a number, a checkbox a boolean, a multiple select a list, datetime-local an ISO
+// time (the browser's zone). The status area is the nearest [data-form-scope], .panel or
+// section's .form-status.
 // A field named "limit:<path>" writes its number into a copy of data-params at <path>
 // (dot-separated keys and list indexes), sent as "overrides" (the rule setting API).
 // On success the form fires "api:done" (detail: the JSON answer) and says data-done in
@@ -31,6 +33,11 @@
         continue;
       }
       if (el.type === "checkbox") { out[el.name] = el.checked; continue; }
+      if (el.type === "select-multiple") {
+        const chosen = Array.from(el.selectedOptions, (o) => o.value);
+        if (chosen.length) out[el.name] = chosen;
+        continue;
+      }
       if (el.value === "") continue;
       if (el.dataset.type === "number" || el.type === "number") out[el.name] = Number(el.value);
       else if (el.type === "datetime-local") out[el.name] = new Date(el.value).toISOString();
@@ -41,7 +48,7 @@
   }
 
   function statusOf(form) {
-    const holder = form.closest("[data-alert-id], .panel, section") || form.parentElement;
+    const holder = form.closest("[data-alert-id], [data-form-scope], .panel, section") || form.parentElement;
     return holder.querySelector(".form-status");
   }
 
