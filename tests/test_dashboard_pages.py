@@ -718,6 +718,6 @@ def test_every_page_takes_its_data_through_an_access_dependency() -> None:
 
     routes = [r for r in pages.router.routes if isinstance(r, APIRoute)]
     assert {r.path for r in routes} >= {"/queue", "/queue/rows", "/alerts/{alert_id}",
-                                       "/caseload", "/patients/{patient_id}", "/hubs"}
+                                       "/caseload", "/patients/{patient_id}", "/hubs", "/admin"}
     unguarded = [r.path for r in routes if not calls(r.dependant) & guards]
     assert unguarded == []
