@@ -1,4 +1,4 @@
-FROM python:3.11-slim-bookworm
+FROM python:3.11.11-slim-bookworm
 RUN useradd --create-home --uid 10001 homeward
 WORKDIR /app
 COPY pyproject.toml README.md ./
