@@ -14,7 +14,7 @@ from server.api.types import BoundedDatetime, Text
 Role = Literal["nurse", "team_lead", "admin"]
 Status = Literal["active", "admitted", "away", "discharged"]
 TeamId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
-Name = Annotated[str, StringConstraints(pattern=r"^[^\x00]*\S[^\x00]*$", max_length=200)]
+Name = Annotated[str, StringConstraints(pattern=r"^[^\x00]*[^\s\x00][^\x00]*$", max_length=200)]
 Short = Annotated[Text, Field(max_length=300)]
 Clock = Annotated[str, StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
 HubId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]

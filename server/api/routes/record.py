@@ -210,9 +210,9 @@ def me(scope: CallerScope) -> Me:
             summary="My caseload, in attention order")
 def caseload(
     conn: SessionDep, access: ListAccess,
-    team: Annotated[Text, Query(max_length=64)] | None = None,
+    team: Annotated[Text | None, Query(max_length=64)] = None,
     status: Status | None = None, severity: Severity | None = None,
-    q: Annotated[Text, Query(max_length=100, description="name or NHS number")] | None = None,
+    q: Annotated[Text | None, Query(max_length=100, description="name or NHS number")] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> Response:
     # Encoded here rather than through the response model: validating and re-encoding
