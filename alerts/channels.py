@@ -17,17 +17,17 @@ from typing import Any, Protocol
 
 import httpx
 import orjson
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from homeward.settings import EnvSettings
 
 
 class DeliveryError(Exception):
     pass
 
 
-class ChannelSettings(BaseSettings):
-    """``HOMEWARD_SMTP_*`` and ``HOMEWARD_WEBHOOK_*`` from the environment."""
-
-    model_config = SettingsConfigDict(env_prefix="HOMEWARD_", extra="ignore")
+class ChannelSettings(EnvSettings):
+    """``HOMEWARD_SMTP_*`` and ``HOMEWARD_WEBHOOK_*`` from the environment (or, as every
+    setting, from a ``HOMEWARD_*_FILE``)."""
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25

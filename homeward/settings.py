@@ -3,22 +3,76 @@
 Defaults are for development on one machine.  Outside development
 (``HOMEWARD_ENV`` other than ``development``/``test``) placeholder secrets are
 refused at start-up rather than discovered in production.
+
+Any setting can instead be read from a file named by ``HOMEWARD_<NAME>_FILE``
+(Docker and Kubernetes secrets: ``HOMEWARD_SECRET_KEY_FILE=/run/secrets/key``),
+so that a secret never sits in the environment or in ``docker inspect``.
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "password", "dev"})
 
 
-class Settings(BaseSettings):
+class FileEnvSettingsSource(PydanticBaseSettingsSource):
+    """``HOMEWARD_<NAME>_FILE``: the value of ``HOMEWARD_<NAME>`` read from that file, its
+    trailing newline cut.  Setting both is refused (which one was meant?), as is a file
+    that cannot be read: a worker must not start on a guessed secret."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # all the work is in __call__
+
+    def __call__(self) -> dict[str, Any]:
+        prefix = str(self.config.get("env_prefix", ""))
+        fields = self.settings_cls.model_fields
+        values: dict[str, Any] = {}
+        for name in fields:
+            if f"{name}_file" in fields:  # HOMEWARD_MQTT_CA_FILE is a setting of its own
+                continue
+            var = f"{prefix}{name}".upper()
+            path = os.environ.get(f"{var}_FILE")
+            if path is None:
+                continue
+            if var in os.environ:
+                raise ValueError(f"both {var} and {var}_FILE are set; set one")
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except OSError as e:
+                raise ValueError(f"{var}_FILE: cannot read {path}: {e.strerror}") from None
+            values[name] = text.rstrip("\r\n")
+        return values
+
+
+class EnvSettings(BaseSettings):
+    """Settings from ``HOMEWARD_*`` variables or ``HOMEWARD_*_FILE`` files."""
+
     model_config = SettingsConfigDict(env_prefix="HOMEWARD_", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+            cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, FileEnvSettingsSource(settings_cls),
+                dotenv_settings, file_secret_settings)
+
+
+class Settings(EnvSettings):
 
     env: Literal["development", "test", "production"] = "development"
 

@@ -52,6 +52,22 @@ def parse_user(spec: str) -> tuple[str, list[Role]]:
     return name, parsed
 
 
+def write_server_users(state_file: Path, specs: list[str], environ: dict[str, str]) -> str:
+    """Write (or rewrite) the users ``specs`` name into ``state_file``, keeping every hub
+    provisioned since; says what it did."""
+    from server.broker_dynsec import initial_state, merged, write_state
+
+    users = dict(parse_user(spec) for spec in specs)
+    wanted = initial_state({name: (password_from_environment(name, environ), roles)
+                            for name, roles in users.items()})
+    state = wanted
+    if state_file.exists():
+        state = merged(json.loads(state_file.read_text(encoding="utf-8")), wanted)
+    write_state(state_file, state)
+    hubs = sum(1 for r in state["roles"] if r["rolename"].startswith("hub:"))
+    return f"{state_file}: {', '.join(users)} written; {hubs} hub(s) kept."
+
+
 def register(app: typer.Typer) -> None:
     broker = typer.Typer(help="The MQTT broker's logins and rights (docs/broker.md).",
                          no_args_is_help=True)
@@ -67,15 +83,5 @@ def register(app: typer.Typer) -> None:
                            + " ".join(DEFAULT_USER_ROLES))] = None,
     ) -> None:
         """Write the server users and their roles into the dynamic-security state file."""
-        from server.broker_dynsec import initial_state, merged, write_state
-
-        users = dict(parse_user(spec) for spec in (user or DEFAULT_USER_ROLES))
-        environ = dict(os.environ)
-        wanted = initial_state({name: (password_from_environment(name, environ), roles)
-                                for name, roles in users.items()})
-        state = wanted
-        if state_file.exists():
-            state = merged(json.loads(state_file.read_text(encoding="utf-8")), wanted)
-        write_state(state_file, state)
-        hubs = sum(1 for r in state["roles"] if r["rolename"].startswith("hub:"))
-        typer.echo(f"{state_file}: {', '.join(users)} written; {hubs} hub(s) kept.")
+        typer.echo(write_server_users(state_file, user or DEFAULT_USER_ROLES,
+                                      dict(os.environ)))

@@ -7,11 +7,15 @@ the broker acknowledged was delivered.
 
 from __future__ import annotations
 
+import os
+import pwd
 import ssl
+import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +27,9 @@ from paho.mqtt.properties import Properties
 from homeward.broker_roles import DEFAULT_USERS, Role
 from homeward.settings import Settings
 from server.broker_dynsec import client_entry, initial_state
-from stack.services import MosquittoServer
+from stack.services import MosquittoServer, free_port
+from stack.services.common import tail, wait_for_port
+from stack.services.mosquitto import find_dynsec_plugin, find_mosquitto
 
 INGEST = DEFAULT_USERS[Role.INGEST]
 CONFIG = DEFAULT_USERS[Role.CONFIG]
@@ -32,6 +38,34 @@ OBSERVER = "test-observer"
 PASSWORDS = {INGEST: "ingest-pw", CONFIG: "config-pw", PROVISIONER: "provisioner-pw",
              OBSERVER: "observer-pw"}
 ROLES = {INGEST: [Role.INGEST], CONFIG: [Role.CONFIG], PROVISIONER: [Role.PROVISIONER]}
+#: The server users' passwords as `homeward broker init` reads them.
+ENVIRONMENT = {"HOMEWARD_MQTT_INGEST_PASSWORD": PASSWORDS[INGEST],
+               "HOMEWARD_MQTT_API_PASSWORD": PASSWORDS[CONFIG],
+               "HOMEWARD_MQTT_PROVISIONER_PASSWORD": PASSWORDS[PROVISIONER]}
+DEPLOY_CONF = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto" / "mosquitto.conf"
+
+
+@contextmanager
+def deployed_broker(folder: Path, certs: Path, data: Path) -> Iterator[int]:
+    """deploy/mosquitto/mosquitto.conf running as written, its container paths moved to
+    ``certs`` and ``data`` and its listener onto a free local port; yields the port."""
+    port = free_port()
+    conf = (DEPLOY_CONF.read_text()
+            .replace("/mosquitto/certs/", f"{certs}/").replace("/mosquitto/data/", f"{data}/")
+            .replace("/usr/lib/mosquitto_dynamic_security.so", str(find_dynsec_plugin()))
+            .replace("listener 8883", f"listener {port} 127.0.0.1"))
+    conf += f"user {pwd.getpwuid(os.geteuid()).pw_name}\n"
+    (folder / "mosquitto.conf").write_text(conf)
+    log = folder / "mosquitto.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([str(find_mosquitto()), "-c", str(folder / "mosquitto.conf")],
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        assert wait_for_port(port, 15), tail(log)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def production_state(hubs: Mapping[str, str] | None = None) -> dict[str, Any]:

@@ -7,9 +7,6 @@ listener onto a free local port; nothing else in the file is changed.
 from __future__ import annotations
 
 import json
-import os
-import pwd
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,18 +18,19 @@ from homeward.wire import READINGS_SUBSCRIPTION, config_topic
 from server.broker_credentials import provision_hub_credentials
 from server.broker_dynsec import client_entry, hub_role
 from stack.cli import app
-from stack.services import free_port
-from stack.services.common import tail, wait_for_port
-from stack.services.mosquitto import find_dynsec_plugin, find_mosquitto
-from tests.broker_support import CONFIG, INGEST, PASSWORDS, PROVISIONER, Probe
+from tests.broker_support import (
+    CONFIG,
+    ENVIRONMENT,
+    INGEST,
+    PASSWORDS,
+    PROVISIONER,
+    Probe,
+    deployed_broker,
+)
 from tests.tls_support import issue, make_authority
 
 pytestmark = pytest.mark.integration
 
-DEPLOY_CONF = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto" / "mosquitto.conf"
-ENVIRONMENT = {"HOMEWARD_MQTT_INGEST_PASSWORD": PASSWORDS[INGEST],
-               "HOMEWARD_MQTT_API_PASSWORD": PASSWORDS[CONFIG],
-               "HOMEWARD_MQTT_PROVISIONER_PASSWORD": PASSWORDS[PROVISIONER]}
 
 
 @pytest.fixture
@@ -47,23 +45,8 @@ def production_broker(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     result = CliRunner().invoke(app, ["broker", "init", str(data / "dynamic-security.json")],
                                 env=ENVIRONMENT)
     assert result.exit_code == 0, result.output
-    port = free_port()
-    conf = (DEPLOY_CONF.read_text()
-            .replace("/mosquitto/certs/", f"{certs}/").replace("/mosquitto/data/", f"{data}/")
-            .replace("/usr/lib/mosquitto_dynamic_security.so", str(find_dynsec_plugin()))
-            .replace("listener 8883", f"listener {port} 127.0.0.1"))
-    conf += f"user {pwd.getpwuid(os.geteuid()).pw_name}\n"
-    (tmp_path / "mosquitto.conf").write_text(conf)
-    log = tmp_path / "mosquitto.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([str(find_mosquitto()), "-c", str(tmp_path / "mosquitto.conf")],
-                                stdout=out, stderr=subprocess.STDOUT)
-    try:
-        assert wait_for_port(port, 15), tail(log)
+    with deployed_broker(tmp_path, certs, data) as port:
         yield port, ca.cert_file
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def test_the_production_broker_serves_each_role_its_rights_over_tls(
