@@ -27,14 +27,23 @@ def password_variable(username: str) -> str:
     return f"HOMEWARD_MQTT_{name}_PASSWORD"
 
 
-def password_from_environment(username: str, environ: dict[str, str]) -> str:
-    variable = password_variable(username)
+def secret_from_environment(variable: str, environ: dict[str, str]) -> str | None:
+    """``variable``'s value, or the text of the file ``<variable>_FILE`` names (its
+    trailing newline cut), or None."""
     if environ.get(variable):
         return environ[variable]
     path = environ.get(f"{variable}_FILE")
     if path:
-        return Path(path).read_text(encoding="utf-8").strip()
-    raise typer.BadParameter(f"set {variable} (or {variable}_FILE) for {username}")
+        return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    return None
+
+
+def password_from_environment(username: str, environ: dict[str, str]) -> str:
+    variable = password_variable(username)
+    found = secret_from_environment(variable, environ)
+    if found is None:
+        raise typer.BadParameter(f"set {variable} (or {variable}_FILE) for {username}")
+    return found
 
 
 def parse_user(spec: str) -> tuple[str, list[Role]]:

@@ -87,6 +87,18 @@ _APPLICATION_GRANTS = (
 )
 
 
+def ensure_login_role(url: str, role: str, password: str) -> None:
+    """Create ``role`` (or set its password): it may log in and nothing more (NOSUPERUSER
+    NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS); run as a role that may create
+    roles, at ``url``.  Grant it what it needs afterwards."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+        verb = "ALTER" if exists else "CREATE"
+        conn.execute(sql.SQL(
+            verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION"
+            " NOBYPASSRLS PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+
+
 def grant_application_role(url: str, role: str) -> None:
     """Let ``role`` read and write the rows of every table (run after :func:`migrate`,
     as the owner, at ``url``); tables that later migrations add are granted too."""

@@ -8,7 +8,9 @@ The compose file's ``init`` service runs it, and it can be run again at any time
    are already in the folder (an adopter's own are kept, never overwritten).
 2. The broker's dynamic-security state with the server users
    (``homeward broker init``), every hub provisioned since kept.
-3. The database schema (``homeward db migrate``).
+3. The database schema (``homeward db migrate``), and the role the servers connect
+   as (``--app-role``, password ``HOMEWARD_DB_APP_PASSWORD``): it reads and writes
+   rows and owns nothing, so it cannot alter the schema or the append-only history.
 4. The first organisation and its admin from ``HOMEWARD_BOOTSTRAP_*``, once: on a
    database that already has an organisation this step says so and does nothing.
 
@@ -34,6 +36,7 @@ CERT_FILES = ("ca.crt", "server.crt", "server.key")
 #: HOMEWARD_BOOTSTRAP_<FIELD>: the first organisation and admin (all but email and
 #: password needed; without a password she signs in with the API token printed once).
 BOOTSTRAP_FIELDS = ("organisation", "username", "name", "email", "password")
+APP_PASSWORD_VARIABLE = "HOMEWARD_DB_APP_PASSWORD"  # noqa: S105 -- a name, not a secret
 
 
 def make_broker_certificates(folder: Path, names: list[str]) -> bool:
@@ -148,13 +151,21 @@ def register(app: typer.Typer) -> None:
         owner: Annotated[str | None, typer.Option(
             help="uid[:gid] to give the broker's files when run as root.")] = "1883:1883",
         database_url: Annotated[str | None, typer.Option(
-            envvar="HOMEWARD_DATABASE_URL", help="libpq URL; default from settings")] = None,
+            envvar="HOMEWARD_DATABASE_URL",
+            help="libpq URL of the schema's owner; default from settings")] = None,
+        app_role: Annotated[str, typer.Option(
+            help="The role the servers connect as; its password from "
+                 "HOMEWARD_DB_APP_PASSWORD (or _FILE).")] = "homeward_app",
     ) -> None:
         """Broker certificates and logins, the schema and the first admin; safe to re-run."""
         from homeward.settings import get_settings
         from server.admin_cli_support import fail
-        from server.broker_cli import DEFAULT_USER_ROLES, write_server_users
-        from server.migrate import migrate
+        from server.broker_cli import (
+            DEFAULT_USER_ROLES,
+            secret_from_environment,
+            write_server_users,
+        )
+        from server.migrate import ensure_login_role, grant_application_role, migrate
 
         environ = dict(os.environ)
         try:
@@ -169,4 +180,12 @@ def register(app: typer.Typer) -> None:
         applied = migrate(url)
         typer.echo(f"schema: {len(applied)} migration(s) applied" if applied
                    else "schema: up to date")
+        app_password = secret_from_environment(APP_PASSWORD_VARIABLE, environ)
+        if app_password:
+            ensure_login_role(url, app_role, app_password)
+            grant_application_role(url, app_role)
+            typer.echo(f"application role: {app_role} may read and write rows")
+        else:
+            typer.echo("application role: skipped (set HOMEWARD_DB_APP_PASSWORD to make one; "
+                       "the servers then connect as the owner)")
         typer.echo(_bootstrap(url, environ))

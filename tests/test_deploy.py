@@ -17,7 +17,7 @@ from homeward.broker_roles import DEFAULT_USERS
 from homeward.settings import Settings
 from server.broker_cli import password_variable
 from stack.cli import app
-from stack.deploy_init import BOOTSTRAP_FIELDS
+from stack.deploy_init import APP_PASSWORD_VARIABLE, BOOTSTRAP_FIELDS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,6 +58,7 @@ def test_every_homeward_variable_set_is_a_real_setting() -> None:
              for f in model.model_fields}
     known |= {password_variable(user) for user in DEFAULT_USERS.values()}  # broker init's
     known |= {f"HOMEWARD_BOOTSTRAP_{f.upper()}" for f in BOOTSTRAP_FIELDS}  # deploy init's
+    known.add(APP_PASSWORD_VARIABLE)
     assert {n for n in names if n.startswith("HOMEWARD_")} - known == set()
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from cryptography import x509
+from psycopg.conninfo import make_conninfo
 from typer.testing import CliRunner
 
 from stack.cli import app
@@ -23,7 +24,8 @@ pytestmark = pytest.mark.integration
 BOOTSTRAP = {"HOMEWARD_BOOTSTRAP_ORGANISATION": "Riverside Community Health",
              "HOMEWARD_BOOTSTRAP_USERNAME": "ops.admin",
              "HOMEWARD_BOOTSTRAP_NAME": "Operations Admin",
-             "HOMEWARD_BOOTSTRAP_PASSWORD": "a long first password"}
+             "HOMEWARD_BOOTSTRAP_PASSWORD": "a long first password",
+             "HOMEWARD_DB_APP_PASSWORD": "app-role-pw"}
 
 
 def _init(tmp_path: Path, url: str, **extra: str) -> str:
@@ -31,7 +33,8 @@ def _init(tmp_path: Path, url: str, **extra: str) -> str:
         "deploy", "init", "--certs", str(tmp_path / "certs"),
         "--broker-state", str(tmp_path / "data" / "dynamic-security.json"),
         "--broker-name", "mqtt", "--broker-name", "localhost", "--broker-name", "127.0.0.1",
-        "--database-url", url], env={**ENVIRONMENT, **BOOTSTRAP, **extra})
+        "--database-url", url, "--app-role", "deploy_app"],
+        env={**ENVIRONMENT, **BOOTSTRAP, **extra})
     assert result.exit_code == 0, result.output
     return result.output
 
@@ -64,6 +67,12 @@ def test_init_makes_everything_once_and_the_broker_starts_from_it(
                                " WHERE action = 'homeward admin bootstrap'").fetchone()
     assert admins == [("ops.admin",)]
     assert audited == (1,)
+    assert "application role: deploy_app may read and write rows" in again
+    app_url = make_conninfo(url, user="deploy_app", password="app-role-pw")
+    with psycopg.connect(app_url, autocommit=True) as app_conn:
+        assert app_conn.execute("SELECT count(*) FROM clinician").fetchone() == (1,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            app_conn.execute("DROP TABLE access_audit")
 
     with deployed_broker(tmp_path, certs, tmp_path / "data") as port:
         api = Probe(port, CONFIG, PASSWORDS[CONFIG], tls=True, ca_file=certs / "ca.crt")

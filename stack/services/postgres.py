@@ -208,13 +208,9 @@ class PostgresServer:
         """Create (or update the password of) ``role``: it may log in and nothing more
         (NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS); grant it
         what it needs afterwards.  Returns its URL for this cluster's database."""
-        with psycopg.connect(self.admin_url(), autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
-                                  (role,)).fetchone()
-            verb = "ALTER" if exists else "CREATE"
-            conn.execute(sql.SQL(
-                verb + " ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION"
-                " NOBYPASSRLS PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+        from server.migrate import ensure_login_role
+
+        ensure_login_role(self.admin_url(), role, password)
         return self.url_for(role, password)
 
     def _ensure_database(self) -> None:
