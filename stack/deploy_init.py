@@ -20,9 +20,7 @@ run as root, since the init container and the broker run as different users.
 
 from __future__ import annotations
 
-import ipaddress
 import os
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -47,52 +45,15 @@ def make_broker_certificates(folder: Path, names: list[str]) -> bool:
     present = [f for f in CERT_FILES if (folder / f).exists()]
     if present:
         raise ValueError(f"{folder} holds {', '.join(present)} but not all of "
-                                 f"{', '.join(CERT_FILES)}: add the rest or remove them")
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+                         f"{', '.join(CERT_FILES)}: add the rest or remove them")
+    from stack.certificates import make_ca, sign, write_certificate, write_key
 
-    def name(common: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
-
-    def general(n: str) -> x509.GeneralName:
-        try:
-            return x509.IPAddress(ipaddress.ip_address(n))
-        except ValueError:
-            return x509.DNSName(n)
-
-    now = datetime.now(UTC) - timedelta(minutes=5)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(name("Homeward broker CA"))
-          .issuer_name(name("Homeward broker CA")).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now)
-          .not_valid_after(now + timedelta(days=CA_DAYS))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True,
-                                       crl_sign=True, content_commitment=False,
-                                       key_encipherment=False, data_encipherment=False,
-                                       key_agreement=False, encipher_only=False,
-                                       decipher_only=False), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder().subject_name(name(names[0])).issuer_name(ca.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now).not_valid_after(now + timedelta(days=SERVER_DAYS))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
-                           critical=False)
-            .add_extension(x509.SubjectAlternativeName([general(n) for n in names]),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    ca, ca_key = make_ca("Homeward broker CA", days=CA_DAYS)
+    cert, key = sign(ca, ca_key, names[0], days=SERVER_DAYS, server_names=names)
     folder.mkdir(parents=True, exist_ok=True)
-    pem = serialization.Encoding.PEM
-    (folder / "ca.crt").write_bytes(ca.public_bytes(pem))
-    (folder / "server.crt").write_bytes(cert.public_bytes(pem))
-    fd = os.open(folder / "server.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption()))
+    write_certificate(ca, folder / "ca.crt")
+    write_certificate(cert, folder / "server.crt")
+    write_key(key, folder / "server.key")
     # the CA's key is not kept: a new broker certificate means a new CA, which the
     # hubs receive in their next provisioning bundle (docs/deploy.md)
     return True
