@@ -14,6 +14,7 @@ uvicorn and a real PostgreSQL, and in headless Chromium where a browser decides:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import threading
@@ -32,6 +33,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from homeward.settings import Settings
+from server.api.app import create_app
 from server.api.redirects import safe_next
 from server.api.routes import alerts as alert_routes
 from server.api.security_headers import CONTENT_SECURITY_POLICY
@@ -366,6 +368,25 @@ def _assert_headers(response: httpx.Response) -> None:
     assert "unsafe-inline" not in policy and "unsafe-eval" not in policy, where
     assert response.headers.get("x-content-type-options") == "nosniff", where
     assert response.headers.get("referrer-policy") in ("same-origin", "no-referrer"), where
+
+
+def test_an_unhandled_error_still_answers_500_with_the_security_headers() -> None:
+    app = create_app(Settings(database_url="postgresql://nobody@127.0.0.1:1/none"))
+
+    def broken() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/broken", broken)
+
+    async def get() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.get("/broken")
+
+    response = asyncio.run(get())
+    assert (response.status_code, response.text) == (500, "Internal Server Error")
+    _assert_headers(response)
+    assert response.headers["x-request-id"]
 
 
 def test_every_answer_carries_the_security_headers(site: Site) -> None:

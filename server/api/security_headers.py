@@ -49,12 +49,29 @@ class SecurityHeaders:
             return
         extra = HEADERS + ((HSTS,) if scope.get("scheme") == "https" else ())
 
+        started = False
+
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = list(message.get("headers", ()))
                 present = {k.lower() for k, _ in headers}
                 headers.extend((k, v) for k, v in extra if k not in present)
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            # Starlette's outermost handler would answer this 500 past us, without the
+            # headers; answered here it has them (and the request id), and the error
+            # still goes on to be logged
+            if not started:
+                await send_with_headers({"type": "http.response.start", "status": 500,
+                                         "headers": [(b"content-type",
+                                                      b"text/plain; charset=utf-8"),
+                                                     (b"content-length", b"21")]})
+                await send_with_headers({"type": "http.response.body",
+                                         "body": b"Internal Server Error"})
+            raise
