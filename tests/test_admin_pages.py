@@ -1,5 +1,6 @@
 """The dashboard's admin page (/admin) in headless Chromium, over the real admin API:
-an admin creates a clinician and sees her invitation link once; a bad NHS number is
+an admin creates a clinician and sees her invitation link once; a token rotated and
+a clinician deactivated only after the confirm, and at once; a bad NHS number is
 refused in the form's status area and a good one lands in the list; a hub without a
 broker provisioner says why it cannot be provisioned; a nurse gets no Admin link and a
 403 page; axe-core finds nothing serious or critical."""
@@ -9,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from axe_playwright_python.sync_playwright import Axe  # type: ignore[import-untyped]
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Dialog, expect
 
 from homeward.settings import Settings
 from tests.api_support import running_api
@@ -64,6 +66,52 @@ def test_an_admin_creates_a_clinician_and_sees_her_invitation_link_once(
         expect(row).to_contain_text("district-nursing")
         expect(row).to_contain_text("nurse")
         expect(page.locator(".secret-value:visible")).to_have_count(0)  # shown once
+    finally:
+        context.close()
+
+
+def test_an_admin_rotates_a_token_and_deactivates_a_clinician_after_confirming(
+        browser: Browser, clinic: tuple[Clinic, str]) -> None:  # noqa: F811
+    _, base = clinic
+    context, page = _signed_in(browser, base, "ada")
+    dialogs: list[str] = []
+    answer = {"accept": False}
+
+    def on_dialog(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.accept() if answer["accept"] else dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    try:
+        page.goto(base + "/admin#clinicians")
+        form = page.locator("#new-clinician")
+        form.get_by_label("Name", exact=True).fill("Tess Temp")
+        form.get_by_label("Username").fill("tess")
+        form.get_by_label("Teams").select_option(["district-nursing"])
+        form.get_by_role("button", name="Create clinician").click()
+        expect(page.locator(".panel", has=form).locator(".form-status")).to_contain_text(
+            "Created")
+        page.reload()
+        row = page.locator("#clinician-list tr", has_text="Tess Temp")
+        row.get_by_role("button", name="Rotate token of Tess Temp").click()
+        expect(row.locator(".secret-value:visible")).to_have_count(0)  # dismissed: nothing
+        answer["accept"] = True
+        row.get_by_role("button", name="Rotate token of Tess Temp").click()
+        expect(row.locator(".form-status")).to_contain_text("New token made")
+        token = row.locator(".secret-value").inner_text().strip()
+        assert len(token) >= 20
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}) as tess:
+            assert tess.get("/api/me").json()["username"] == "tess"
+            with page.expect_navigation():
+                row.get_by_role("button", name="Deactivate Tess Temp").click()
+            row = page.locator("#clinician-list tr", has_text="Tess Temp")
+            expect(row.locator("td").nth(4)).to_have_text("no")
+            expect(row.get_by_role("button", name="Deactivate Tess Temp")).to_have_count(0)
+            assert tess.get("/api/me").status_code == 401  # at once, token and all
+        assert dialogs == [
+            "Make a new API token for Tess Temp? The old one stops working.",
+            "Make a new API token for Tess Temp? The old one stops working.",
+            "Deactivate Tess Temp? She can no longer sign in."]
     finally:
         context.close()
 
