@@ -23,7 +23,6 @@ import orjson
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
-import typer
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 from prometheus_client.parser import text_string_to_metric_families
@@ -34,7 +33,6 @@ from alerts.outbox import Outbox
 from alerts.routing import load_routing
 from alerts.ruleset import load_ruleset
 from alerts.service import AlertService, build_worker
-from homeward.settings import Settings
 from homeward.telemetry import serve
 from homeward.wire import readings_topic, status_topic
 from stack.probe import Process
@@ -221,26 +219,16 @@ def probe(process: str, metrics_url: str) -> int:
                           capture_output=True, timeout=30).returncode
 
 
-def test_compose_health_checks_name_real_commands_and_settings(repo_root: Path) -> None:
-    """No Docker engine here: the compose file parses, the ingest's and the alert worker's
-    health checks run `homeward probe` for themselves, a command the CLI has, and every
-    HOMEWARD_* variable they set is a setting."""
-    from stack.cli import app
-
+def test_compose_health_checks_probe_each_worker_on_its_exposed_metrics_port(
+        repo_root: Path) -> None:
+    """No Docker engine here: the ingest's and the alert worker's health checks run
+    `homeward probe` for themselves, on the metrics port they expose on all interfaces.
+    (tests/test_deploy.py checks that every command parses and every name is a setting.)"""
     compose = yaml.safe_load((repo_root / "docker-compose.yml").read_text())
-    cli = typer.main.get_command(app)
-    ctx = cli.make_context("homeward", ["version"])
     for service, process in (("ingest", "ingest"), ("alerts", "alerts")):
         spec = compose["services"][service]
-        test = spec["healthcheck"]["test"]
-        assert test[:3] == ["CMD", "homeward", "probe"] and test[3] == process
-        probe_cmd = cli.get_command(ctx, "probe")  # type: ignore[attr-defined]
-        assert probe_cmd is not None
+        assert spec["healthcheck"]["test"] == ["CMD", "homeward", "probe", process]
         assert process in [p.value for p in Process]
-        assert cli.get_command(ctx, spec["command"][1]) is not None  # type: ignore[attr-defined]
-        names = {k.removeprefix("HOMEWARD_").lower() for k in spec["environment"]
-                 if k.startswith("HOMEWARD_")}
-        assert names <= set(Settings.model_fields), names - set(Settings.model_fields)
         port = spec["environment"][f"HOMEWARD_{process.upper()}_METRICS_PORT"]
         assert spec["expose"] == [port]
         assert spec["environment"][f"HOMEWARD_{process.upper()}_METRICS_HOST"] == "0.0.0.0"
