@@ -12,6 +12,7 @@ so that a secret never sits in the environment or in ``docker inspect``.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -27,10 +28,24 @@ from pydantic_settings import (
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "password", "dev"})
 
 
+def variable_or_file(variable: str, environ: Mapping[str, str]) -> str | None:
+    """``variable``'s value, or the text of the file ``<variable>_FILE`` names (its
+    trailing newline cut), or None when neither is set.  Both set is refused (which one
+    was meant?), as is a file that cannot be read: nothing starts on a guessed secret."""
+    path = environ.get(f"{variable}_FILE")
+    if path is None:
+        return environ.get(variable)
+    if variable in environ:
+        raise ValueError(f"both {variable} and {variable}_FILE are set; set one")
+    try:
+        return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as e:
+        raise ValueError(f"{variable}_FILE: cannot read {path}: {e.strerror}") from None
+
+
 class FileEnvSettingsSource(PydanticBaseSettingsSource):
-    """``HOMEWARD_<NAME>_FILE``: the value of ``HOMEWARD_<NAME>`` read from that file, its
-    trailing newline cut.  Setting both is refused (which one was meant?), as is a file
-    that cannot be read: a worker must not start on a guessed secret."""
+    """``HOMEWARD_<NAME>_FILE``: the value of ``HOMEWARD_<NAME>`` read from that file
+    (:func:`variable_or_file`)."""
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False  # all the work is in __call__
@@ -43,16 +58,8 @@ class FileEnvSettingsSource(PydanticBaseSettingsSource):
             if f"{name}_file" in fields:  # HOMEWARD_MQTT_CA_FILE is a setting of its own
                 continue
             var = f"{prefix}{name}".upper()
-            path = os.environ.get(f"{var}_FILE")
-            if path is None:
-                continue
-            if var in os.environ:
-                raise ValueError(f"both {var} and {var}_FILE are set; set one")
-            try:
-                text = Path(path).read_text(encoding="utf-8")
-            except OSError as e:
-                raise ValueError(f"{var}_FILE: cannot read {path}: {e.strerror}") from None
-            values[name] = text.rstrip("\r\n")
+            if f"{var}_FILE" in os.environ:  # else the environment source has it
+                values[name] = variable_or_file(var, os.environ)
         return values
 
 

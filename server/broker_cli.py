@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 
 from homeward.broker_roles import DEFAULT_USERS, SERVER_USER_PREFIX, Role
+from homeward.settings import variable_or_file
 
 DEFAULT_USER_ROLES = [f"{user}:{role.value}" for role, user in DEFAULT_USERS.items()]
 
@@ -27,21 +28,13 @@ def password_variable(username: str) -> str:
     return f"HOMEWARD_MQTT_{name}_PASSWORD"
 
 
-def secret_from_environment(variable: str, environ: dict[str, str]) -> str | None:
-    """``variable``'s value, or the text of the file ``<variable>_FILE`` names (its
-    trailing newline cut), or None."""
-    if environ.get(variable):
-        return environ[variable]
-    path = environ.get(f"{variable}_FILE")
-    if path:
-        return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
-    return None
-
-
 def password_from_environment(username: str, environ: dict[str, str]) -> str:
     variable = password_variable(username)
-    found = secret_from_environment(variable, environ)
-    if found is None:
+    try:
+        found = variable_or_file(variable, environ)
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+    if not found:
         raise typer.BadParameter(f"set {variable} (or {variable}_FILE) for {username}")
     return found
 

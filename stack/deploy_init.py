@@ -119,13 +119,9 @@ def register(app: typer.Typer) -> None:
                  "HOMEWARD_DB_APP_PASSWORD (or _FILE).")] = "homeward_app",
     ) -> None:
         """Broker certificates and logins, the schema and the first admin; safe to re-run."""
-        from homeward.settings import get_settings
+        from homeward.settings import get_settings, variable_or_file
         from server.admin_cli_support import fail
-        from server.broker_cli import (
-            DEFAULT_USER_ROLES,
-            secret_from_environment,
-            write_server_users,
-        )
+        from server.broker_cli import DEFAULT_USER_ROLES, write_server_users
         from server.migrate import ensure_login_role, grant_application_role, migrate
 
         environ = dict(os.environ)
@@ -141,7 +137,10 @@ def register(app: typer.Typer) -> None:
         applied = migrate(url)
         typer.echo(f"schema: {len(applied)} migration(s) applied" if applied
                    else "schema: up to date")
-        app_password = secret_from_environment(APP_PASSWORD_VARIABLE, environ)
+        try:
+            app_password = variable_or_file(APP_PASSWORD_VARIABLE, environ)
+        except ValueError as err:
+            fail(str(err))
         if app_password:
             ensure_login_role(url, app_role, app_password)
             grant_application_role(url, app_role)

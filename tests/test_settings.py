@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import typer
 from pydantic import ValidationError
 
 from alerts.channels import ChannelSettings
 from homeward.settings import Settings
+from server.broker_cli import password_from_environment
 
 
 def test_a_secret_is_read_from_the_file_its_file_variable_names(
@@ -58,3 +60,14 @@ def test_a_placeholder_read_from_a_file_is_refused_in_production(
     monkeypatch.setenv("HOMEWARD_ENV", "production")
     with pytest.raises(ValidationError, match="HOMEWARD_SECRET_KEY is a placeholder"):
         Settings()
+
+
+def test_the_broker_passwords_follow_the_same_file_rule(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_text("ingest-from-file\n")
+    file_only = {"HOMEWARD_MQTT_INGEST_PASSWORD_FILE": str(tmp_path / "pw")}
+    assert password_from_environment("homeward-ingest", file_only) == "ingest-from-file"
+    with pytest.raises(typer.BadParameter, match="both HOMEWARD_MQTT_INGEST_PASSWORD and"):
+        password_from_environment("homeward-ingest", {
+            **file_only, "HOMEWARD_MQTT_INGEST_PASSWORD": "from-env"})
+    with pytest.raises(typer.BadParameter, match="set HOMEWARD_MQTT_INGEST_PASSWORD"):
+        password_from_environment("homeward-ingest", {})
