@@ -37,6 +37,8 @@ HEADERS: tuple[tuple[bytes, bytes], ...] = (
 )
 #: Sent over HTTPS only (a browser ignores it over HTTP anyway): a year, as commonly advised.
 HSTS = (b"strict-transport-security", b"max-age=31536000")
+#: The body of a 500 this middleware answers itself (as Starlette's own).
+ERROR_BODY = b"Internal Server Error"
 
 
 class SecurityHeaders:
@@ -71,7 +73,7 @@ class SecurityHeaders:
                 await send_with_headers({"type": "http.response.start", "status": 500,
                                          "headers": [(b"content-type",
                                                       b"text/plain; charset=utf-8"),
-                                                     (b"content-length", b"21")]})
-                await send_with_headers({"type": "http.response.body",
-                                         "body": b"Internal Server Error"})
+                                                     (b"content-length",
+                                                      str(len(ERROR_BODY)).encode())]})
+                await send_with_headers({"type": "http.response.body", "body": ERROR_BODY})
             raise
