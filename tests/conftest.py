@@ -30,6 +30,8 @@ from stack.services import MosquittoServer, PostgresServer, free_port
 from stack.services.mosquitto import default_acl
 from stack.supervisor import Child, Supervisor
 
+pytest_plugins = ["tests.hazard_evidence"]
+
 _TEMPLATE = "homeward_template"
 _counter = itertools.count()
 

@@ -213,6 +213,7 @@ def _audited_ok(url: str, clinician: int, patient: int) -> int:
     return int(row[0])
 
 
+@pytest.mark.hazard("H-015")
 @pytest.mark.parametrize(("method", "path"), [k for k, v in ROUTES.items()
                                               if v in ("patient", "alert")])
 def test_an_id_outside_the_callers_scope_is_404_and_no_read_is_audited(
@@ -279,6 +280,7 @@ def _outcomes(url: str, clinician: int, method: str, path: str) -> list[str]:
             (clinician, f"{method} {path}")).fetchall()]
 
 
+@pytest.mark.hazard("H-015")
 def test_listings_carry_only_the_callers_patients(clinic: tuple[Clinic, str]) -> None:
     world, base = clinic
     caseload_a = {r["id"] for r in _call(base, world.tokens["nurse_a"], "GET",

@@ -41,6 +41,7 @@ def test_clinician_token_is_returned_once_and_stored_hashed(db_url: str) -> None
     assert new_hash == hashlib.sha256(rotated.encode()).hexdigest()
 
 
+@pytest.mark.hazard("H-003")
 def test_enrolments_follow_the_hub_from_patient_to_patient(db_url: str) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
         admin.create_hub(conn, hub_id="hub-1")

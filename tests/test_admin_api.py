@@ -183,6 +183,7 @@ def test_an_invitation_expires(trust: Trust) -> None:
                       ).status_code == 200
 
 
+@pytest.mark.hazard("H-015")
 def test_a_deactivated_clinician_can_neither_sign_in_nor_use_her_token(trust: Trust) -> None:
     made = setup_team_and_nurse(trust)
     nurse_id = made["clinician"]["id"]
@@ -203,6 +204,7 @@ def test_a_deactivated_clinician_can_neither_sign_in_nor_use_her_token(trust: Tr
                            ).status_code == 409
 
 
+@pytest.mark.hazard("H-015")
 def test_rotating_a_token_invalidates_the_old_one(trust: Trust) -> None:
     made = setup_team_and_nurse(trust)
     new = ok(trust.api.post(f"/api/admin/clinicians/{made['clinician']['id']}/token"))

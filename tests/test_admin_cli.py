@@ -260,6 +260,7 @@ copd,lee,0,,,2026-03-29,night
 """
 
 
+@pytest.mark.hazard("H-019")
 @pytest.mark.parametrize("fmt", ["csv", "yaml"])
 def test_a_rota_round_trips_import_export_import(trust: str, tmp_path: Path, fmt: str) -> None:
     admin(trust, "clinician", "create", "lee", "--name", "Lee", "--team", "copd",
@@ -285,6 +286,7 @@ def test_a_rota_round_trips_import_export_import(trust: str, tmp_path: Path, fmt
         ("lee", "2026-03-29T19:00:00+00:00", "2026-03-30T07:00:00+00:00")]
 
 
+@pytest.mark.hazard("H-019")
 @pytest.mark.parametrize(("text", "message"), [
     ("team,clinician,level,starts_at,ends_at\nghost,nina,0,2026-03-02T08:00Z,2026-03-02T09:00Z\n",
      "line 2: unknown team 'ghost'"),

@@ -78,6 +78,7 @@ def test_webhook_failures_are_retried_with_backoff_and_every_attempt_recorded(
     assert len(keys) == len(set(keys)) >= 2
 
 
+@pytest.mark.hazard("H-009")
 def test_undeliverable_email_raises_a_system_alert_and_the_alert_stays(conn):
     world = build_world(conn)
     clock = Clock(MONDAY + timedelta(hours=10))

@@ -46,6 +46,7 @@ def bp(conn, pid, sys_, dia, at):
                           taken_at=at)
 
 
+@pytest.mark.hazard("H-007", "H-010")
 def test_high_reading_raises_one_alert_and_repeat_updates_it(conn, world):
     engine = AlertEngine(load_ruleset(), clock=Clock(T0))
     pid = world["patient"]
@@ -138,6 +139,7 @@ def test_history_is_append_only(conn, world):
         conn.execute("DELETE FROM alert_event")
 
 
+@pytest.mark.hazard("H-010")
 def test_one_active_alert_per_patient_rule_is_enforced_by_the_database(conn, world):
     engine = AlertEngine(load_ruleset(), clock=Clock(T0))
     bp(conn, world["patient"], 200, 100, T0)
@@ -163,6 +165,7 @@ def test_alert_event_is_notified_on_commit(conn, world, db_url):
     assert payload["team_id"] == "copd-north"
 
 
+@pytest.mark.hazard("H-008")
 def test_homeward_alerts_process_evaluates_within_a_second_of_notify(conn, world, db_url,
                                                                     repo_root):
     import os

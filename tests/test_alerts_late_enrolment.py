@@ -76,6 +76,7 @@ def bp(systolic: int, diastolic: int, days_ago: float) -> dict[str, Any]:
                    values={"systolic": systolic, "diastolic": diastolic, "pulse_rate": 70})
 
 
+@pytest.mark.hazard("H-003")
 def test_readings_stored_before_enrolment_are_evaluated_once_enrolled(conn, db_url):
     add_team(conn, "dn-north")
     pid = add_patient(conn, "Pat Late", teams=["dn-north"])

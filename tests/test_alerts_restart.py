@@ -60,6 +60,7 @@ def level_times(conn, alert_id):
                         (alert_id,)).fetchall()
 
 
+@pytest.mark.hazard("H-008", "H-018")
 def test_sigkill_during_escalation_resumes_at_the_right_level_and_time(
         conn, db_url, smtp_server, tmp_path, repo_root):
     routes = tmp_path / "routes.yaml"

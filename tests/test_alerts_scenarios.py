@@ -76,6 +76,7 @@ def test_copd_patient_deteriorating_in_hours_goes_to_the_copd_team(conn, smtp_se
     assert any(s.startswith("[RED]") and "NEWS2 8" in s for s in subjects)
 
 
+@pytest.mark.hazard("H-011")
 def test_copd_patient_deteriorating_at_night_goes_to_out_of_hours(conn, smtp_server):
     world = build_world(conn)
     clock = Clock(MONDAY)
@@ -95,6 +96,7 @@ def open_amber(conn, svc, clock, world, at):
     return active(conn, "spo2_low")
 
 
+@pytest.mark.hazard("H-009", "H-018")
 def test_unacknowledged_alert_escalates_and_acknowledgement_stops_it(conn, smtp_server):
     world = build_world(conn)
     clock = Clock(MONDAY)
@@ -119,6 +121,7 @@ def test_unacknowledged_alert_escalates_and_acknowledgement_stops_it(conn, smtp_
     assert events(conn, a["id"]) == ["opened", "notified", "escalated", "acknowledged"]
 
 
+@pytest.mark.hazard("H-009")
 def test_unacknowledged_alert_reaches_the_fallback_and_then_reminds(conn, smtp_server):
     world = build_world(conn)
     clock = Clock(MONDAY)
@@ -134,6 +137,7 @@ def test_unacknowledged_alert_reaches_the_fallback_and_then_reminds(conn, smtp_s
     assert len(smtp_server.to("olu@example.nhs.uk")) == 2
 
 
+@pytest.mark.hazard("H-018")
 def test_acknowledgement_lease_expiry_reopens_the_alert(conn, smtp_server):
     world = build_world(conn)
     clock = Clock(MONDAY)
@@ -153,6 +157,7 @@ def test_acknowledgement_lease_expiry_reopens_the_alert(conn, smtp_server):
     assert store.get_alert(conn, a["id"])["escalation_level"] == 1
 
 
+@pytest.mark.hazard("H-009", "H-011")
 def test_rota_gap_sends_to_fallback_and_raises_a_system_alert(conn, smtp_server):
     world = build_world(conn, rota=False)
     from alerts.notify import add_shift
@@ -174,6 +179,7 @@ def test_rota_gap_sends_to_fallback_and_raises_a_system_alert(conn, smtp_server)
     assert any("Colin Oakes" in s for s in olu) and any("Rota gap" in s for s in olu)
 
 
+@pytest.mark.hazard("H-009")
 def test_rota_gap_without_any_fallback_keeps_the_alert_and_says_so(conn, smtp_server,
                                                                     tmp_path, caplog):
     """No fallback anywhere: copd-north has none of its own (team_escalation) and the
@@ -256,6 +262,7 @@ def test_admitted_patient_alerts_are_recorded_but_muted(conn, smtp_server):
     assert smtp_server.messages == []
 
 
+@pytest.mark.hazard("H-010", "H-013")
 def test_hub_offline_mutes_missed_reading_alerts(conn, smtp_server):
     world = build_world(conn)
     from alerts.settings_store import set_patient_rule
@@ -284,6 +291,7 @@ def test_hub_offline_mutes_missed_reading_alerts(conn, smtp_server):
     assert [e for e in events(conn, missed["id"]) if e == "retriggered"] == []
 
 
+@pytest.mark.hazard("H-017")
 def test_personal_thresholds_apply_from_when_they_were_set(conn, smtp_server):
     """A COPD patient with a low baseline: SpO2 limits set by a nurse, from a given time."""
     world = build_world(conn)

@@ -43,6 +43,7 @@ def ids(url: str) -> list[str]:
         return [str(r[0]) for r in conn.execute("SELECT id FROM reading")]
 
 
+@pytest.mark.hazard("H-020")
 def test_backup_under_load_restores_every_committed_reading(
         db_url: str, mosquitto: MosquittoServer, postgres_server: PostgresServer,
         tmp_path: Path, request: pytest.FixtureRequest) -> None:

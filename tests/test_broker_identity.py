@@ -225,6 +225,7 @@ def test_a_hub_using_the_ingests_client_id_loses_nobody_s_session_or_readings(
     assert found == dict.fromkeys(found, 0)
 
 
+@pytest.mark.hazard("H-016")
 def test_a_hub_using_another_hubs_client_id_cannot_take_its_session(
         db_url: str, secured_broker: MosquittoServer,
         ingest: tuple[Ingest, list[float]]) -> None:

@@ -144,6 +144,7 @@ def test_each_role_subscribes_within_its_rights_only(
     assert login(user).subscribe(topic_filter) == (GRANTED if allowed else REFUSED)
 
 
+@pytest.mark.hazard("H-016")
 @pytest.mark.parametrize(("user", "topic", "allowed"), PUBLICATIONS)
 def test_each_role_publishes_within_its_rights_only_and_refused_messages_reach_nobody(
         login: Callable[[str], Probe], observer: Probe, user: str, topic: str,
@@ -161,6 +162,7 @@ def test_each_role_publishes_within_its_rights_only_and_refused_messages_reach_n
     assert (payload in observer.payloads(topic)) == allowed
 
 
+@pytest.mark.hazard("H-016")
 def test_a_hub_receives_its_own_config_and_acks_and_not_another_hubs(
         login: Callable[[str], Probe]) -> None:
     hub_a = login("hub-a")

@@ -216,6 +216,7 @@ def _shot(page: Page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
+@pytest.mark.hazard("H-012")
 def test_nurse_a_sees_only_her_teams_alerts_and_patients(browser: Browser,
                                                          clinic: tuple[Clinic, str]) -> None:
     world, base = clinic
@@ -451,6 +452,7 @@ def test_caseload_filters_and_sorts_with_severity_in_words(
         context.close()
 
 
+@pytest.mark.hazard("H-014")
 def test_hubs_are_for_admins(browser: Browser, clinic: tuple[Clinic, str]) -> None:
     _, base = clinic
     context, page = _signed_in(browser, base, "ada")

@@ -45,6 +45,7 @@ def _stored(db_url: str, hub: str) -> tuple[int, set[str]]:
     return len(rows), {r[0] for r in rows}
 
 
+@pytest.mark.hazard("H-007", "H-020")
 @pytest.mark.parametrize("broker_down", ["stop", "kill"])
 def test_kills_and_outages_lose_nothing_and_duplicate_nothing(
         platform: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -99,6 +100,7 @@ def test_kills_and_outages_lose_nothing_and_duplicate_nothing(
     assert len(ids - expected) <= 1
 
 
+@pytest.mark.hazard("H-001")
 def test_a_broker_crash_after_its_puback_loses_nothing_with_stored_acks(
         platform: dict[str, Any], tmp_path: Path) -> None:
     """The sharpest case: the ingest is down, so the broker only queues the readings;

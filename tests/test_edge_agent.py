@@ -72,6 +72,7 @@ TIME_CASES = [
 ]
 
 
+@pytest.mark.hazard("H-005", "H-019")
 @pytest.mark.parametrize(("what", "device_time", "offset", "received", "expected", "flags"),
                          TIME_CASES, ids=[c[0] for c in TIME_CASES])
 def test_device_time_becomes_utc(what: str, device_time: datetime | None, offset: float | None,
@@ -99,6 +100,7 @@ def test_every_measurement_gets_a_new_id_and_raw_is_kept_only_when_it_fits() -> 
     assert a.id != b.id and a.raw == "00" * 64 and b.raw is None
 
 
+@pytest.mark.hazard("H-006")
 def test_an_impossible_value_is_refused_not_clamped() -> None:
     with pytest.raises(ValidationError, match="spo2"):
         reading_from_measurement("AA:01", Measurement(Kind.SPO2, {"spo2": 140}), b"",

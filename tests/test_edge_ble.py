@@ -89,6 +89,7 @@ def sent(peripheral, characteristic: int) -> int:
 # ---------------------------------------------------------------- one cuff, end to end
 
 
+@pytest.mark.hazard("H-005")
 def test_cuff_reading_battery_and_clock(radio):
     now = datetime(2026, 1, 10, 12, 0, 0, tzinfo=UTC)  # winter: London = UTC
     radio.clock = lambda: now
@@ -272,6 +273,7 @@ def test_delivery_failure_is_retried_and_cursor_waits_for_it(radio):
     run(scenario())
 
 
+@pytest.mark.hazard("H-002")
 def test_oximeter_stored_records_are_not_delivered_twice(radio):
     oximeter = radio.add_device(Kind.SPO2)
     oximeter.store_records(10)
@@ -297,6 +299,7 @@ def test_oximeter_stored_records_are_not_delivered_twice(radio):
 # ---------------------------------------------------------------- isolation between devices
 
 
+@pytest.mark.hazard("H-021")
 def test_garbage_from_one_device_does_not_disturb_another(radio):
     noisy = radio.add_device(Kind.BLOOD_PRESSURE, faults=[Fault("malformed_packet")])
     quiet = radio.add_device(Kind.BLOOD_PRESSURE)

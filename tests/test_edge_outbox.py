@@ -50,6 +50,7 @@ def test_sequence_numbers_are_never_reused_after_the_outbox_empties(tmp_path: Pa
     assert [r.seq for r in box.after(row.seq, 10)] == [row.seq + 1]
 
 
+@pytest.mark.hazard("H-002")
 def test_adding_the_same_reading_twice_stores_it_once(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.db")
     r = reading()
@@ -94,6 +95,7 @@ def test_the_count_survives_reopening(tmp_path: Path) -> None:
         Outbox(tmp_path / "o.db", max_readings=2).add(reading(n=2))
 
 
+@pytest.mark.hazard("H-002")
 def test_last_sequence_is_stored_with_the_reading_in_one_transaction(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.db", max_readings=1)
     assert box.get_last_sequence("GL:01") is None
@@ -152,6 +154,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.hazard("H-001")
 @pytest.mark.parametrize("synchronous", ["FULL", "NORMAL"])
 def test_every_committed_reading_survives_a_sigkilled_writer(tmp_path: Path,
                                                              synchronous: str) -> None:

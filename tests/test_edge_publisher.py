@@ -131,6 +131,7 @@ KILLED_PUBLISHER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.hazard("H-014")
 def test_the_last_will_marks_a_killed_hub_offline_retained(
         mosquitto: MosquittoServer, tmp_path: Path, subscribers) -> None:
     proc = subprocess.Popen([sys.executable, "-c", KILLED_PUBLISHER, str(mosquitto.port),
@@ -212,6 +213,7 @@ def test_login_and_acl_of_a_hub(mosquitto_factory, outbox: Outbox, publishers,
     assert pub.connected
 
 
+@pytest.mark.hazard("H-003")
 def test_a_hub_publishing_outside_its_prefix_is_refused_and_keeps_its_readings(
         mosquitto_factory, outbox: Outbox, publishers, subscribers, caplog) -> None:
     broker = mosquitto_factory(users={HUB: "hub-pw", "homeward-server": "srv-pw"},

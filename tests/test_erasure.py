@@ -254,6 +254,7 @@ def test_erasure_leaves_nothing_of_the_patient_in_any_table(conn, smtp_server, w
     assert receipt.reference not in (NHS, str(pid)) and len(receipt.reference) == 64
 
 
+@pytest.mark.hazard("H-020")
 def test_erasure_is_refused_while_the_patient_is_under_care_or_the_reason_names_them(
         conn, smtp_server, webhook_server):
     rec = build_record(conn, smtp_server.port, webhook_server.url)
@@ -280,6 +281,7 @@ APPEND_ONLY = ("alert_event", "access_audit", "patient_note", "patient_status_ev
                "erasure", "history_purge")
 
 
+@pytest.mark.hazard("H-015")
 def test_append_only_history_refuses_delete_outside_the_procedures(
         conn, db_url, postgres_server, smtp_server, webhook_server):
     rec = build_record(conn, smtp_server.port, webhook_server.url)

@@ -78,6 +78,7 @@ def _check_result(characteristic: int, result: object) -> None:
         assert isinstance(result, IntermediateCuffPressure)
 
 
+@pytest.mark.hazard("H-006")
 @pytest.mark.parametrize(
     "characteristic", sorted(SUPPORTED_CHARACTERISTICS), ids=lambda u: f"0x{u:04X}")
 def test_any_bytes_give_a_result_or_a_gatt_parse_error(characteristic: int) -> None:

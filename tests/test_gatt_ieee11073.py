@@ -76,6 +76,7 @@ def test_the_sfloat_table_matches_the_arithmetic_for_every_raw_value() -> None:
         assert SFLOAT_VALUES[raw] == expected, hex(raw)
 
 
+@pytest.mark.hazard("H-004")
 def test_a_biased_exponent_decoder_would_fail_here() -> None:
     """bluetooth-sig 0.6.0 subtracts a bias of 8: 0x0078 would become 1.2e-06 (ble-gatt.md 2)."""
     assert decode_sfloat(0x0078) == 120.0

@@ -507,6 +507,7 @@ CORRUPT = [
 ]
 
 
+@pytest.mark.hazard("H-004")
 @pytest.mark.parametrize(("characteristic", "hex_bytes", "expected"), VALID)
 def test_valid_vectors_decode_to_the_whole_expected_object(
     characteristic: int, hex_bytes: str, expected: object
@@ -518,6 +519,7 @@ def test_valid_vectors_decode_to_the_whole_expected_object(
     assert decode(characteristic, memoryview(data)) == expected
 
 
+@pytest.mark.hazard("H-004", "H-006")
 @pytest.mark.parametrize(("characteristic", "hex_bytes", "reason"), CORRUPT)
 def test_corrupt_vectors_are_rejected_with_a_reason(
     characteristic: int, hex_bytes: str, reason: str

@@ -49,6 +49,7 @@ def scalar(url: str, sql: str, *args: object) -> object:
         return row[0] if row else None
 
 
+@pytest.mark.hazard("H-002")
 def test_the_same_reading_twice_is_stored_once_and_evaluated_once(
         db_url: str, ingest: Ingest, publisher: Publisher) -> None:
     r = reading()
@@ -64,6 +65,7 @@ def test_the_same_reading_twice_is_stored_once_and_evaluated_once(
     assert ingest.counters.duplicates == 2
 
 
+@pytest.mark.hazard("H-006")
 @pytest.mark.parametrize(("payload", "reason_part", "item_index"), [
     (b"this is not json", "not JSON", None),
     (b'{"v": 1, "kind": "spo2"}', "id: Field required", None),
@@ -124,6 +126,7 @@ def test_a_nul_character_that_jsonb_refuses_is_quarantined_as_bytes(
     assert row is not None and row[0] is None and b"\\u0000" in bytes(row[1])
 
 
+@pytest.mark.hazard("H-003")
 def test_readings_go_to_the_patient_enrolled_when_they_were_taken(
         db_url: str, ingest: Ingest, publisher: Publisher) -> None:
     t0 = datetime(2026, 3, 1, 8, tzinfo=UTC)
@@ -168,6 +171,7 @@ def test_enrolling_later_attributes_readings_already_stored(db_url: str, ingest:
     assert scalar(db_url, "SELECT patient_id FROM reading WHERE id = %s", early["id"]) == p
 
 
+@pytest.mark.hazard("H-014")
 def test_hub_status_updates_the_hub(db_url: str, ingest: Ingest, publisher: Publisher) -> None:
     with psycopg.connect(db_url, autocommit=True) as conn:
         admin.create_hub(conn, hub_id="hub-s")
@@ -228,6 +232,7 @@ def test_paired_devices_are_published_as_the_hubs_retained_config(
                                   "name": "cuff"}]
 
 
+@pytest.mark.hazard("H-001", "H-020")
 def test_a_database_outage_holds_acks_and_the_readings_arrive_after_it(
         tmp_path: Path, mosquitto: MosquittoServer, publisher: Publisher) -> None:
     pg = PostgresServer(tmp_path / "pg", durable=False)

@@ -47,6 +47,7 @@ def count(url: str, sql: str) -> int:
     return int(row[0]) if row else 0
 
 
+@pytest.mark.hazard("H-001", "H-002")
 def test_sigkill_under_load_loses_nothing_and_duplicates_nothing(
         db_url: str, mosquitto: MosquittoServer, ingest_process: IngestProcess) -> None:
     ingest_process.start()

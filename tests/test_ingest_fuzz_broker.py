@@ -674,6 +674,7 @@ def probe(url: str, hub: Hub, hub_id: str) -> float:
     return time.monotonic() - started
 
 
+@pytest.mark.hazard("H-021")
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_fuzz_through_the_broker_stores_the_valid_quarantines_the_rest_and_keeps_going(
         db_url: str, broker: MosquittoServer, kind: str) -> None:

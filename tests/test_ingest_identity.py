@@ -188,6 +188,7 @@ def test_one_item_with_an_overflowing_time_quarantines_only_itself_and_the_rest_
     assert "taken_at" in reason
 
 
+@pytest.mark.hazard("H-005")
 def test_taken_at_before_the_lower_bound_is_quarantined_with_a_reason(
         db_url: str, mosquitto: MosquittoServer, publisher: Publisher,
         acks: StoredAcks) -> None:

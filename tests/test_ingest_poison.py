@@ -321,6 +321,7 @@ class AckListener:
         self.client.loop_stop()
 
 
+@pytest.mark.hazard("H-021")
 def test_a_message_the_database_refuses_is_quarantined_acked_and_stored_acked(
         db_url: str, mosquitto: MosquittoServer, start_ingest: IngestFactory,
         publisher: Publisher) -> None:

@@ -273,6 +273,7 @@ def test_alerts_by_team_and_notification_attempts_by_channel(conn, smtp_server,
         endpoint.close()
 
 
+@pytest.mark.hazard("H-007")
 def test_alert_worker_readiness_follows_its_loop(db_url: str) -> None:
     metrics = AlertMetrics(database_url=db_url)
     worker = build_worker(db_url, poll_interval=0.1, tick_interval=0.5, metrics=metrics)

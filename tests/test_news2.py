@@ -46,6 +46,7 @@ def test_spo2_scale_1_bands_do_not_depend_on_oxygen(value, points, on_oxygen):
     assert s.parameters["air_or_oxygen"] == (2 if on_oxygen else 0)
 
 
+@pytest.mark.hazard("H-022")
 @pytest.mark.parametrize(("value", "on_oxygen", "points"), SPO2_SCALE_2)
 def test_spo2_scale_2_bands(value, on_oxygen, points):
     assert score(spo2=value, spo2_scale=2, on_oxygen=on_oxygen).parameters["spo2"] == points
@@ -72,6 +73,7 @@ def test_consciousness_acvpu(level, points):
     assert score(consciousness=level).parameters["consciousness"] == points
 
 
+@pytest.mark.hazard("H-022")
 @pytest.mark.parametrize(("kwargs", "points"), [
     ({"temperature": 38.04}, 0),      # rounds to 38.0
     ({"temperature": 38.05}, 1),      # rounds half-up to 38.1

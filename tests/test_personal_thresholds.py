@@ -25,6 +25,7 @@ def _systolic_at_least(value: int) -> dict[str, object]:
                              {"metric": "diastolic", "op": ">=", "value": 120}]}}
 
 
+@pytest.mark.hazard("H-017")
 def test_a_personal_threshold_takes_effect_on_the_next_reading(db_url: str) -> None:
     world = seed_clinic(db_url)
     engine = AlertEngine(load_ruleset())

@@ -48,6 +48,7 @@ def _insert(conn: psycopg.Connection[Any], rows: list[tuple[int | None, str, dat
              [T0] * len(rows)))
 
 
+@pytest.mark.hazard("H-012")
 def test_the_latest_reading_per_kind_follows_every_write(db_url: str) -> None:
     rng = random.Random(13)
     # distinct times per patient and kind, so "the latest" has one answer

@@ -124,6 +124,7 @@ EXPECTED = {"reading": 8, "evaluation_queue": 1, "alert": 1, "notification": 1,
             "ingest_suspect": 1, "ingest_heartbeat": 1, "access_audit": 2}
 
 
+@pytest.mark.hazard("H-020")
 def test_retention_deletes_in_bounded_batches_what_is_past_its_period(db_url):
     with psycopg.connect(db_url, autocommit=True) as conn:
         world = seed(conn)

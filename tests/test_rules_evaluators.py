@@ -59,6 +59,7 @@ def test_bp_severe_edges(values, expected):
     assert verdict(evaluate(rule, W(rd("blood_pressure", **values)), T0)) == expected
 
 
+@pytest.mark.hazard("H-010")
 @pytest.mark.parametrize(("spo2s", "expected"), [
     ([97], None),                         # one good reading: clear_count 2 not reached
     ([96, 97], "clear"),
@@ -98,6 +99,7 @@ def test_n_of_m_with_separate_clear_condition(spo2s, expected):
 
 # --- NEWS2 rule ------------------------------------------------------------------------
 
+@pytest.mark.hazard("H-022")
 def test_news2_rule_uses_newest_value_of_each_parameter_and_flags_partial():
     rule = DEFAULT["news2"]
     window = W(rd("spo2", 0, spo2=95, pulse_rate=95),            # spo2 1, pulse 1
@@ -112,6 +114,7 @@ def test_news2_rule_uses_newest_value_of_each_parameter_and_flags_partial():
     assert "partial" in f.summary
 
 
+@pytest.mark.hazard("H-022")
 def test_news2_rule_ignores_values_older_than_max_age():
     rule = DEFAULT["news2"]
     window = W(rd("respiratory_rate", -13 * 60, respiratory_rate=30), rd("spo2", 0, spo2=97))
@@ -180,6 +183,7 @@ def _missed_rule():
     return rule_from('{at: ["08:00", "20:00"], grace: 1h, early: 2h}', kind="missed_reading")
 
 
+@pytest.mark.hazard("H-013")
 @pytest.mark.parametrize(("now_h", "readings_h", "expected"), [
     (8.5, [], "amber"),                      # 08:00 not due yet: yesterday 20:00 was missed
     (9.0, [], "amber"),                      # 08:00 + 1h grace passed, nothing since 06:00
@@ -205,12 +209,14 @@ def test_missed_reading_slot_is_local_time_in_summer():
     assert f.key == f"slot:{(day + timedelta(hours=7)).isoformat()}"
 
 
+@pytest.mark.hazard("H-013")
 def test_missed_reading_never_before_monitoring_began():
     day = datetime(2026, 11, 23, tzinfo=UTC)
     window = W(monitored_since=day + timedelta(hours=8, minutes=30))
     assert evaluate(_missed_rule(), window, day + timedelta(hours=10)) is None
 
 
+@pytest.mark.hazard("H-014")
 @pytest.mark.parametrize(("state", "state_age", "seen_age", "expected"), [
     ("offline", 20, 20, "amber"),      # last will 20 min ago (after: 15m)
     ("offline", 10, 10, None),         # not long enough yet

@@ -49,6 +49,7 @@ def _broken(replace: str, by: str) -> str:
     return GOOD.replace(replace, by)
 
 
+@pytest.mark.hazard("H-007")
 @pytest.mark.parametrize(("text", "where", "message"), [
     (_broken('op: "<="', 'op: "=<"'), "t.yaml:9", "spo2_low.when: unknown op '=<'"),
     (_broken("kind: threshold", "kind: thresold"), "t.yaml:2", "unknown kind 'thresold'"),
@@ -103,6 +104,7 @@ route:
 """
 
 
+@pytest.mark.hazard("H-011")
 @pytest.mark.parametrize(("at", "severity", "expected"), [
     ("2026-11-23T10:00:00+00:00", "amber", [("root/hf", "hf-1"), ("root", "dn-1")][:1]),
     ("2026-11-23T10:00:00+00:00", "red", [("root/hf", "hf-1"), ("root/red", "red-team")]),
@@ -116,6 +118,7 @@ def test_first_match_wins_unless_continue(at, severity, expected):
     assert [(d.route, d.team_id) for d in dests] == expected
 
 
+@pytest.mark.hazard("H-011", "H-019")
 def test_schedules_are_london_wall_clock_across_the_clock_change():
     tree = load_routing()
     summer_8am_london = datetime(2026, 7, 1, 7, 0, tzinfo=UTC)     # BST

@@ -98,6 +98,7 @@ def _notes(url: str, alert: int) -> int:
 
 # -- sign-in throttling ----------------------------------------------------------------
 
+@pytest.mark.hazard("H-023")
 def test_ten_failures_for_a_username_lock_it_from_every_address(site: Site) -> None:
     for i in range(10):  # one attempt from each of ten addresses: no address is limited
         with site.client(f"127.0.0.{10 + i}") as client:
@@ -172,6 +173,7 @@ def test_the_throttle_holds_across_api_processes_and_under_a_parallel_burst(
 
 # -- CSRF ------------------------------------------------------------------------------
 
+@pytest.mark.hazard("H-023")
 def test_a_change_made_with_the_session_cookie_needs_the_sessions_csrf_token(
         site: Site) -> None:
     world = site.world
@@ -196,6 +198,7 @@ def test_a_change_made_with_the_session_cookie_needs_the_sessions_csrf_token(
     assert _notes(world.url, world.alert) == 2
 
 
+@pytest.mark.hazard("H-023")
 def test_a_change_from_another_origin_is_refused_even_with_the_token(site: Site) -> None:
     world = site.world
     note = f"/api/alerts/{world.alert}/notes"
@@ -316,6 +319,7 @@ def test_a_session_ends_when_idle_and_at_its_absolute_limit(site: Site) -> None:
         assert nurse.get("/api/alerts").status_code == 401  # in use, and still ended
 
 
+@pytest.mark.hazard("H-023")
 def test_signing_in_again_replaces_the_session_it_came_with(site: Site) -> None:
     nurse, _ = _signed_in(site)
     first = nurse.cookies[SESSION_COOKIE]
@@ -468,6 +472,7 @@ def _recent_oximetry(world: World) -> None:
                                 orjson.dumps({"spo2": spo2, "pulse_rate": 72}).decode()))
 
 
+@pytest.mark.hazard("H-023")
 @pytest.mark.browser
 def test_pages_hold_to_the_servers_own_policy_in_chromium(site: Site,
                                                           browser: Browser) -> None:

@@ -93,6 +93,7 @@ def test_one_bad_item_in_a_batch_costs_only_itself() -> None:
     assert [r.index for r in decoded.rejects] == [1]
 
 
+@pytest.mark.hazard("H-019")
 def test_future_readings_are_rejected_when_the_clock_is_given() -> None:
     now = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
     future = (now + timedelta(hours=1)).isoformat()

@@ -137,6 +137,7 @@ def test_status_away_needs_an_end_and_discharge_closes_the_episode(
     assert row == (0,)
 
 
+@pytest.mark.hazard("H-007", "H-017")
 def test_a_personal_threshold_needs_a_reason_and_keeps_its_history(
         clinic: tuple[Clinic, str]) -> None:
     world, base = clinic
@@ -181,6 +182,7 @@ def test_series_picks_its_resolution_by_range(clinic: tuple[Clinic, str]) -> Non
     assert quarter["resolution"] == "day" and len(quarter["points"]) <= 91
 
 
+@pytest.mark.hazard("H-015")
 def test_the_audit_shows_who_opened_the_record(clinic: tuple[Clinic, str]) -> None:
     world, base = clinic
     with as_(world, base, "nurse_b") as nurse:
