@@ -130,3 +130,21 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     return value
+
+
+#: An evaluation failure's error as stored and shown: enough to find the fault.
+MAX_ERROR_CHARS = 500
+
+
+@dataclass(frozen=True)
+class EvaluationFailure:
+    """A rule that raised while judging one patient's reading (or a stored personal setting
+    the rule set now refuses): the engine goes on with every other patient and rule, and
+    says so (``AlertEngine.on_failure``: a system alert to the patient's team)."""
+
+    patient_id: int
+    rule_id: str
+    #: None for the scheduler tick's (no reading: ``taken_at`` is the tick's time).
+    reading_id: str | None
+    taken_at: datetime
+    error: str

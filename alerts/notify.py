@@ -37,7 +37,7 @@ from psycopg.rows import dict_row
 
 from alerts.events import record_event
 from alerts.lifecycle import AlertChange
-from alerts.model import Rule
+from alerts.model import EvaluationFailure, Rule
 from alerts.routing import AlertFacts, EscalationPolicy, Level, RoutingTree
 
 log = logging.getLogger(__name__)
@@ -351,6 +351,23 @@ class Notifier:
         self.on_change(conn, AlertChange(alert_id, "opened", severity, team_id), at)
         return alert_id
 
+    def evaluation_failed(self, conn: psycopg.Connection[Any], failure: EvaluationFailure,
+                          at: datetime) -> int:
+        """A red system alert to the patient's (first) care team: a rule could not judge
+        their reading, so until it is fixed a person must look at their readings."""
+        row = conn.execute("SELECT display_name FROM patient WHERE id = %s",
+                           (failure.patient_id,)).fetchone()
+        care = self.care_teams(conn, failure.patient_id)
+        name = row[0] if row else f"patient {failure.patient_id}"
+        return self.raise_system_alert(
+            conn, f"system.evaluation_failed.{failure.patient_id}.{failure.rule_id}",
+            f"Rule {failure.rule_id} could not check a reading of {name}: review their "
+            f"readings by hand until it is fixed ({failure.error})",
+            team_id=care[0][0] if care else None, at=at,
+            detail={"patient_id": failure.patient_id, "rule_id": failure.rule_id,
+                    "reading_id": failure.reading_id,
+                    "taken_at": failure.taken_at.isoformat(), "error": failure.error})
+
     def _load(self, conn: psycopg.Connection[Any], alert_id: int) -> dict[str, Any] | None:
         with conn.cursor(row_factory=dict_row) as cur:
             return cur.execute(f"SELECT {_ALERT_COLS} FROM alert WHERE id = %s",
@@ -371,10 +388,12 @@ def _snoozed(alert: dict[str, Any], now: datetime) -> bool:
 
 def on_duty(conn: psycopg.Connection[Any], team_id: str, level: int,
             now: datetime) -> list[tuple[int, str | None]]:
-    """Clinicians on shift for ``team_id`` at rota ``level`` at ``now``: (id, email)."""
+    """Active clinicians on shift for ``team_id`` at rota ``level`` at ``now``: (id, email).
+    A deactivated account on the rota is nobody on duty (a rota gap), not a recipient."""
     rows = conn.execute(
         "SELECT c.id, c.email FROM rota_shift s JOIN clinician c ON c.id = s.clinician_id"
         " WHERE s.team_id = %s AND s.level = %s AND s.starts_at <= %s AND s.ends_at > %s"
+        " AND c.active"
         " ORDER BY s.starts_at, c.id", (team_id, level, now, now)).fetchall()
     return [(int(r[0]), r[1]) for r in rows]
 

@@ -30,7 +30,8 @@ class AlertService:
         k, n = parse_partition(partition)
         self.engine = AlertEngine(ruleset, clock=clock, router=self.notifier.router,
                                   batch_size=batch_size, on_change=self.notifier.on_change,
-                                  partitions=Partitions(k, n))
+                                  partitions=Partitions(k, n),
+                                  on_failure=self.notifier.evaluation_failed)
         self.outbox = outbox or Outbox(default_senders(ChannelSettings()))
         if self.outbox.on_failure is None:
             self.outbox.on_failure = self.notifier.raise_system_alert

@@ -43,7 +43,7 @@ import psycopg
 from alerts.evaluators import evaluate, registry
 from alerts.lifecycle import AlertChange, apply_finding
 from alerts.metrics import AlertMetrics
-from alerts.model import Finding, Rule, WindowReading
+from alerts.model import MAX_ERROR_CHARS, EvaluationFailure, Finding, Rule, WindowReading
 from alerts.partitions import BUCKETS, Partitions, bucket_of
 from alerts.patient_windows import PatientWindows, int_array
 from alerts.ruleset import RuleSet
@@ -105,6 +105,15 @@ class QueueItem:
     flags: tuple[str, ...] = ()
 
 
+#: The rule id of a failure to apply a patient's personal settings (which rule's setting
+#: is in the error).
+PERSONAL_SETTINGS = "personal-settings"
+
+
+def error_text(err: Exception) -> str:
+    return f"{type(err).__name__}: {err}"[:MAX_ERROR_CHARS]
+
+
 @dataclass
 class BatchResult:
     readings: int = 0
@@ -141,7 +150,13 @@ class AlertEngine:
     #: Called with each alert change inside its transaction (the notification layer).
     on_change: Callable[[psycopg.Connection[Any], AlertChange, datetime], None] | None = None
     partitions: Partitions = field(default_factory=Partitions)
+    #: Called inside the batch's transaction for each evaluation that raised.  Without
+    #: it a failure ends the batch (and the process) as before: a bare engine in a test
+    #: or a benchmark must not hide a broken rule.
+    on_failure: Callable[[psycopg.Connection[Any], EvaluationFailure, datetime], object] | None = (
+        None)
     _windows: PatientWindows | None = field(default=None, repr=False)
+    _told: set[tuple[int, str, str]] = field(default_factory=set, repr=False)
     _by_kind: dict[str, list[Rule]] | None = field(default=None, repr=False)
 
     def _keep(self) -> dict[str, timedelta]:
@@ -255,8 +270,8 @@ class AlertEngine:
             assert pid is not None
             personal = settings.get(pid)
             if personal:
-                rules = [r for r in self.ruleset.sources_first(
-                            rules_for(self.ruleset, personal, item.taken_at))
+                rules = [r for r in self._patient_rules(conn, pid, personal, item.taken_at,
+                                                        now, item.reading_id)
                          if item.kind in r.reading_kinds]
             else:
                 rules = self._default_rules(item.kind)
@@ -278,7 +293,12 @@ class AlertEngine:
                 quiet = not rule.auto_resolve or rule.id not in active.get(pid, ())
                 # nothing active to clear: only a firing finding matters
                 fn = judge.firing if quiet and judge.firing is not None else judge.evaluate
-                finding = fn(rule, view, item.taken_at)
+                try:
+                    finding = fn(rule, view, item.taken_at)
+                except Exception as err:
+                    self._failed(conn, EvaluationFailure(pid, rule.id, item.reading_id,
+                                                         item.taken_at, error_text(err)), now)
+                    continue
                 if finding is None or (not finding.firing and quiet):
                     continue  # nothing to open, update or clear: no round trip
                 change = self._apply(conn, pid, rule, finding, now, status.get(pid),
@@ -287,6 +307,33 @@ class AlertEngine:
                     changes.append(change)
         windows.trim(pids)
         return changes
+
+    def _patient_rules(self, conn: psycopg.Connection[Any], pid: int,
+                       personal: list[PatientRuleSetting], at: datetime, now: datetime,
+                       reading_id: str | None) -> list[Rule]:
+        """The patient's rules at ``at`` (sources of inhibitions first); when a stored
+        setting is one this rule set refuses, the default rules, and the failure said:
+        judged by the defaults meanwhile is better than by none."""
+        try:
+            return self.ruleset.sources_first(rules_for(self.ruleset, personal, at))
+        except Exception as err:
+            self._failed(conn, EvaluationFailure(pid, PERSONAL_SETTINGS, reading_id, at,
+                                                 error_text(err)), now)
+            return self.ruleset.sources_first(rules_for(self.ruleset, [], at))
+
+    def _failed(self, conn: psycopg.Connection[Any], failure: EvaluationFailure,
+                now: datetime) -> None:
+        """Called from the except clause of a failed evaluation."""
+        if self.on_failure is None:
+            raise  # the error being handled
+        if failure.reading_id is None:  # the tick's: said once, not every tick
+            said = (failure.patient_id, failure.rule_id, failure.error)
+            if said in self._told:
+                return
+            self._told.add(said)
+        log.exception("rule %s failed for patient %s (reading %s); evaluation goes on",
+                      failure.rule_id, failure.patient_id, failure.reading_id or "none")
+        self.on_failure(conn, failure, now)
 
     def _apply(self, conn: psycopg.Connection[Any], pid: int, rule: Rule,
                finding: Finding | None, now: datetime, patient_status: str | None,
@@ -353,16 +400,20 @@ class AlertEngine:
                                 hub_state_at=state_at, hub_last_seen=last_seen or state_at,
                                 devices=devices_from_status(last_status),
                                 monitored_since=since)
-                for rule in self.ruleset.sources_first(
-                        rules_for(self.ruleset, settings.get(pid, []), now)):
+                for rule in self._patient_rules(conn, pid, settings.get(pid, []), now, now,
+                                                None):
                     if not ticked(rule):
                         continue
+                    view = window
                     if rule.kind == "threshold":
                         lo = now - rule.window
                         view = Window(tuple(r for r in window.readings if r.taken_at >= lo))
+                    try:
                         finding = evaluate(rule, view, now)
-                    else:
-                        finding = evaluate(rule, window, now)
+                    except Exception as err:
+                        self._failed(conn, EvaluationFailure(pid, rule.id, None, now,
+                                                             error_text(err)), now)
+                        continue
                     change = self._apply(conn, pid, rule, finding, now, status,
                                          active.setdefault(pid, set()))
                     if change is not None:

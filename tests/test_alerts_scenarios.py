@@ -179,6 +179,19 @@ def test_rota_gap_sends_to_fallback_and_raises_a_system_alert(conn, smtp_server)
     assert any("Colin Oakes" in s for s in olu) and any("Rota gap" in s for s in olu)
 
 
+@pytest.mark.hazard("H-009", "H-011")
+def test_a_deactivated_nurse_on_the_rota_is_a_gap_not_a_recipient(conn, smtp_server):
+    world = build_world(conn)
+    conn.execute("UPDATE clinician SET active = false WHERE id = %s", (world["amy"],))
+    clock = Clock(MONDAY)
+    svc = make_service(clock, smtp_server.port)
+    a = open_amber(conn, svc, clock, world, MONDAY + timedelta(hours=10))  # Amy's shift
+    assert smtp_server.to("amy@example.nhs.uk") == []
+    assert store.get_alert(conn, a["id"])["team_id"] == "out-of-hours"  # the fallback
+    system = [x for x in store.list_alerts(conn) if x["category"] == "system"]
+    assert [x["rule_id"] for x in system] == ["system.rota_gap.copd-north.L0"]
+
+
 @pytest.mark.hazard("H-009")
 def test_rota_gap_without_any_fallback_keeps_the_alert_and_says_so(conn, smtp_server,
                                                                     tmp_path, caplog):
@@ -351,3 +364,90 @@ rules:
     assert alert is not None and alert["count"] == 1
     svc.tick(conn, clock.advance(minutes=1))               # same evidence: not a new trigger
     assert active(conn, "spo2_sustained")["count"] == 1
+
+
+def evaluation_failures(conn):
+    return [a for a in store.list_alerts(conn)
+            if a["rule_id"].startswith("system.evaluation_failed.")]
+
+
+@pytest.mark.hazard("H-007", "H-021")
+def test_a_stored_setting_the_rules_refuse_stops_no_evaluation_and_tells_the_team(
+        conn, smtp_server):
+    """A personal setting the rule set no longer accepts (stored before a rule changed):
+    the engine judges that patient by the default rules, every other patient as before,
+    and a red system alert to the patient's team says their readings need a person."""
+    world = build_world(conn)
+    from alerts.sample_data import add_patient
+    from alerts.settings_store import set_patient_rule
+
+    dora = add_patient(conn, "Dora Finch", teams=["copd-north"], hub_id="hub-dora",
+                       since=MONDAY - timedelta(days=7))
+    set_patient_rule(conn, patient_id=world["patient"], rule_id="spo2_low", set_by=world["amy"],
+                     params={"levels": {"amber": {"metric": "spo2", "op": "<=",
+                                                  "value": "eighty-eight"}}},
+                     valid_from=MONDAY, note="stored before the rule changed")  # no ruleset
+    clock = Clock(MONDAY + timedelta(hours=10))
+    svc = make_service(clock, smtp_server.port)
+    vitals(conn, world["patient"], clock.now, spo2=91)
+    vitals(conn, dora, clock.now, spo2=91)
+    svc.step(conn)  # does not raise
+
+    assert conn.execute("SELECT count(*) FROM evaluation_queue").fetchone()[0] == 0
+    red = {a["patient_id"]: a["severity"] for a in store.list_alerts(conn)
+           if a["rule_id"] == "spo2_low"}
+    assert red == {world["patient"]: "red", dora: "red"}  # Colin by the default rules
+    (failure,) = evaluation_failures(conn)
+    assert failure["rule_id"] == f"system.evaluation_failed.{world['patient']}.personal-settings"
+    assert (failure["severity"], failure["team_id"]) == ("red", "copd-north")
+    assert "Colin Oakes" in failure["summary"] and "by hand" in failure["summary"]
+    assert failure["detail"]["error"].startswith("RuleError")
+    assert failures_notified(conn, failure["id"])
+
+    vitals(conn, world["patient"], clock.now + timedelta(minutes=5), spo2=90)
+    svc.step(conn)  # the same fault again: the one system alert counts it
+    (again,) = evaluation_failures(conn)
+    # each reading judged without its setting, and the scheduler tick once (not each tick)
+    assert again["id"] == failure["id"] and again["count"] == 3
+
+
+def failures_notified(conn, alert_id):
+    return [n for n in notifications(conn, alert_id) if n[1] == "email"]
+
+
+@pytest.mark.hazard("H-007", "H-021")
+def test_a_rule_that_raises_for_one_reading_leaves_the_rest_of_the_batch_evaluated(
+        conn, smtp_server, monkeypatch):
+    """Fault injection (a bug in an evaluator, which no real input can be chosen to hit):
+    the threshold evaluator raises for one patient's readings only."""
+    world = build_world(conn)
+    from alerts import worker
+    from alerts.sample_data import add_patient
+
+    dora = add_patient(conn, "Dora Finch", teams=["copd-north"], hub_id="hub-dora",
+                       since=MONDAY - timedelta(days=7))
+    real = worker.registry()
+
+    class Broken:
+        def __init__(self, judge):
+            self.judge, self.firing = judge, None
+
+        def evaluate(self, rule, window, now):
+            if window.readings and window.readings[-1].values["spo2"] == 93:
+                raise ZeroDivisionError("a bug")
+            return self.judge.evaluate(rule, window, now)
+
+    monkeypatch.setattr(worker, "registry",
+                        lambda: {**real, "threshold": Broken(real["threshold"])})
+    clock = Clock(MONDAY + timedelta(hours=10))
+    svc = make_service(clock, smtp_server.port)
+    vitals(conn, world["patient"], clock.now, spo2=93)
+    vitals(conn, dora, clock.now, spo2=91)
+    svc.step(conn)
+
+    assert conn.execute("SELECT count(*) FROM evaluation_queue").fetchone()[0] == 0
+    assert active(conn, "spo2_low")["patient_id"] == dora
+    failures = evaluation_failures(conn)
+    assert failures and all(f"evaluation_failed.{world['patient']}." in f["rule_id"]
+                            for f in failures)
+    assert any("ZeroDivisionError: a bug" in f["detail"]["error"] for f in failures)
