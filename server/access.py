@@ -4,6 +4,8 @@ A clinician sees a patient while one of her teams is on the patient's care
 team (``patient_team``); an admin sees every patient whose care team includes
 a team of her organisation.  Alerts, readings, notes, timelines, series and
 exports follow the patient; a system alert (no patient) follows its team.
+An alert routed to a team outside the care team (out of hours, a fallback) is
+seen by that team, and its patient while the alert is active.
 Hubs and the quarantine (raw payloads may hold patient data) are admin-only.
 
 Everything here is pure SQL composition over a :class:`Scope`; the API turns
@@ -79,16 +81,32 @@ def load_scope(conn: psycopg.Connection[Any], clinician_id: int) -> Scope | None
                  teams=tuple((t[0], t[1]) for t in teams))
 
 
+#: The alert states in which the team an alert is routed to sees its patient.
+ACTIVE_STATES = ("open", "acknowledged")
+
+
 def visible_patients(scope: Scope) -> sql.Composed:
     """``SELECT patient_id ...`` of every patient the scope may see: the one place
-    that says which patients those are."""
+    that says which patients those are.
+
+    Her teams' care-team patients, and the patients of the active alerts routed to
+    her teams: routing sends alerts to teams that are not on the care team (the
+    out-of-hours service at night, a fallback team), whose nurses must be able to
+    open the record to act on them.  That access ends when the alert is resolved."""
     if scope.is_admin:
         return sql.SQL(
             "SELECT pt.patient_id FROM patient_team pt JOIN team t ON t.id = pt.team_id"
-            " WHERE t.organisation_id = ANY({})").format(
-                sql.Literal(list(scope.organisation_ids)))
-    return sql.SQL("SELECT pt.patient_id FROM patient_team pt WHERE pt.team_id = ANY({})"
-                   ).format(sql.Literal(scope.team_ids))
+            " WHERE t.organisation_id = ANY({orgs})"
+            " UNION SELECT a.patient_id FROM alert a JOIN team t ON t.id = a.team_id"
+            " WHERE t.organisation_id = ANY({orgs}) AND a.patient_id IS NOT NULL"
+            " AND a.state = ANY({states})").format(
+                orgs=sql.Literal(list(scope.organisation_ids)),
+                states=sql.Literal(list(ACTIVE_STATES)))
+    return sql.SQL(
+        "SELECT pt.patient_id FROM patient_team pt WHERE pt.team_id = ANY({teams})"
+        " UNION SELECT a.patient_id FROM alert a WHERE a.team_id = ANY({teams})"
+        " AND a.patient_id IS NOT NULL AND a.state = ANY({states})").format(
+            teams=sql.Literal(scope.team_ids), states=sql.Literal(list(ACTIVE_STATES)))
 
 
 def visible_teams(scope: Scope) -> sql.Composed:
@@ -105,9 +123,10 @@ def patient_condition(scope: Scope, column: str = "patient_id") -> sql.Composed:
 
 
 def alert_condition(scope: Scope, alias: str = "a") -> sql.Composed:
-    """A WHERE condition on an alert row: its patient is in scope, or it is a system
-    alert (no patient) routed to a team in scope."""
-    return sql.SQL("({patient} IN ({patients}) OR ({patient} IS NULL AND {team} IN ({teams})))"
+    """A WHERE condition on an alert row: its patient is in scope, or it is routed to a
+    team in scope (a system alert, or a patient's alert sent to a team outside the care
+    team, which keeps seeing the alert it handled once it is resolved)."""
+    return sql.SQL("({patient} IN ({patients}) OR {team} IN ({teams}))"
                    ).format(patient=sql.Identifier(alias, "patient_id"),
                             team=sql.Identifier(alias, "team_id"),
                             patients=visible_patients(scope), teams=visible_teams(scope))

@@ -344,3 +344,39 @@ def test_the_event_stream_carries_only_in_scope_alerts(clinic: tuple[Clinic, str
     thread.join(15)
     assert not thread.is_alive(), "nurse A's own alert event never arrived"
     assert {e["alert_id"] for e in received} == {world.alert_a}
+
+
+@pytest.mark.hazard("H-009", "H-015")
+def test_a_team_an_alert_is_routed_to_outside_the_care_team_can_act_on_it(db_url: str) -> None:
+    """The default routing sends night-time alerts to out-of-hours, which is on no care
+    team: its nurse sees the alert and, while it is active, its patient's record; a
+    third team sees neither; once resolved the record is out of her scope again, the
+    alert she handled is not."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        org = admin.create_organisation(conn, name="North Trust")
+        for team in ("team-a", "ooh", "team-c"):
+            admin.create_team(conn, team_id=team, organisation_id=org, name=team,
+                              kind="out_of_hours" if team == "ooh" else "district_nursing")
+        olu = admin.create_clinician(conn, username="olu", display_name="Olu",
+                                     teams=["ooh"])
+        cat = admin.create_clinician(conn, username="cat", display_name="Cat",
+                                     teams=["team-c"])
+        patient = admin.create_patient(conn, display_name="Alice", teams=["team-a"])
+        night = insert_alert(conn, patient, "ooh")
+    with running_api(Settings(database_url=db_url)) as base:
+        def get(token: str, path: str) -> int:
+            return _call(base, token, "GET", path).status_code
+
+        assert night in {a["id"] for a in _call(base, olu.api_token, "GET",
+                                                "/api/alerts").json()}
+        for path in (f"/api/alerts/{night}", f"/api/patients/{patient}",
+                     f"/api/patients/{patient}/readings"):
+            assert get(olu.api_token, path) == 200, path
+            assert get(cat.api_token, path) == 404, path
+        assert _call(base, olu.api_token, "POST", f"/api/alerts/{night}/acknowledge",
+                     body={"note": "phoned her"}).status_code == 200
+        assert _audited_ok(db_url, olu.id, patient) >= 1
+        assert _call(base, olu.api_token, "POST", f"/api/alerts/{night}/resolve",
+                     body={"outcome": "advice_given"}).status_code == 200
+        assert get(olu.api_token, f"/api/patients/{patient}") == 404
+        assert get(olu.api_token, f"/api/alerts/{night}") == 200

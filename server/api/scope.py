@@ -178,7 +178,7 @@ AdminPatientAccess = Annotated[Access, Depends(admin_patient_access)]
 
 class StreamScope:
     """Which live alert events a subscriber may receive: an event about a patient in
-    scope, or a system alert (no patient) for a team in scope.  The patient ids are
+    scope, or about an alert routed to a team in scope.  The patient ids are
     read once and again every ``refresh_s``, not per event, so a busy stream costs no
     query per event; a patient added to one of her teams appears within that time."""
 
@@ -203,7 +203,5 @@ class StreamScope:
             return False
         if not isinstance(event, dict):
             return False
-        patient = event.get("patient_id")
-        if patient is None:
-            return event.get("team_id") in self._teams
-        return patient in self._patients
+        # as access.alert_condition: its patient is in scope, or it is routed to her team
+        return event.get("patient_id") in self._patients or event.get("team_id") in self._teams
