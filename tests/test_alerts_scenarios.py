@@ -22,6 +22,7 @@ from tests.test_alerts_support import (  # noqa: F401 -- fixtures
     build_world,
     conn,
     events,
+    hub_heard_from,
     make_service,
     notifications,
     smtp_server,
@@ -383,6 +384,7 @@ def test_a_stored_setting_the_rules_refuse_stops_no_evaluation_and_tells_the_tea
 
     dora = add_patient(conn, "Dora Finch", teams=["copd-north"], hub_id="hub-dora",
                        since=MONDAY - timedelta(days=7))
+    hub_heard_from(conn, "hub-dora")
     set_patient_rule(conn, patient_id=world["patient"], rule_id="spo2_low", set_by=world["amy"],
                      params={"levels": {"amber": {"metric": "spo2", "op": "<=",
                                                   "value": "eighty-eight"}}},
@@ -426,6 +428,7 @@ def test_a_rule_that_raises_for_one_reading_leaves_the_rest_of_the_batch_evaluat
 
     dora = add_patient(conn, "Dora Finch", teams=["copd-north"], hub_id="hub-dora",
                        since=MONDAY - timedelta(days=7))
+    hub_heard_from(conn, "hub-dora")
     real = worker.registry()
 
     class Broken:

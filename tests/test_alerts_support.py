@@ -153,7 +153,17 @@ def build_world(conn, *, webhook_url=None, rota=True):
                   ends_at=MONDAY + timedelta(days=14))
     pid = add_patient(conn, "Colin Oakes", teams=["copd-north", "dn-north"], hub_id="hub-colin",
                       since=MONDAY - timedelta(days=7))
+    hub_heard_from(conn, "hub-colin")
     return {"patient": pid, "amy": amy, "ben": ben, "olu": olu}
+
+
+def hub_heard_from(conn, hub_id):
+    """The hub is online and heard from throughout the scenario (its status messages are not
+    part of these stories: readings are inserted without the ingest); a hub never heard from
+    raises its own alert (test_rules_evaluators)."""
+    later = MONDAY + timedelta(days=60)
+    conn.execute("UPDATE hub SET state = 'online', last_status_at = %s, last_seen_at = %s"
+                 " WHERE id = %s", (later, later, hub_id))
 
 
 def make_service(clock, smtp_port=None, *, rules=None, routes=None):

@@ -229,6 +229,21 @@ def test_hub_offline(state, state_age, seen_age, expected):
     assert verdict(evaluate(DEFAULT["hub_offline"], window, T0)) == expected
 
 
+@pytest.mark.hazard("H-014")
+@pytest.mark.parametrize(("enrolled_h", "expected"), [
+    (5, "amber"),     # enrolled 5 h ago and never heard from (silence: 4h)
+    (3, None),        # not yet: it may still be being set up
+    (None, None),     # no enrolment start known
+])
+def test_a_hub_never_heard_from_is_silent_since_its_enrolment(enrolled_h, expected):
+    window = W(hub_id="hub-9", hub_state=None, hub_state_at=None, hub_last_seen=None,
+               monitored_since=None if enrolled_h is None else T0 - timedelta(hours=enrolled_h))
+    finding = evaluate(DEFAULT["hub_offline"], window, T0)
+    assert verdict(finding) == expected
+    if expected:
+        assert finding.detail["reason"] == "never_seen" and "nothing ever heard" in finding.summary
+
+
 @pytest.mark.parametrize(("batteries", "expected"), [
     ([80, 19], "info"), ([80, 20], "clear"), ([None], None)])
 def test_battery_low(batteries, expected):

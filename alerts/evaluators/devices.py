@@ -61,6 +61,14 @@ def evaluate_hub(rule: Rule, window: Window, now: datetime) -> Finding | None:
                        f"since {seen:%Y-%m-%d %H:%M} UTC", (), {"hub_id": window.hub_id,
                                                                "reason": "silent"},
                        key=f"silent:{seen.isoformat()}")
+    enrolled = window.monitored_since
+    if seen is None and enrolled is not None and now - enrolled >= p.silence:
+        # never heard from since its enrolment (not set up, or never connected): the same
+        # silence as a hub that stopped, or the home's readings never start and nobody knows
+        return Finding(True, rule.severity, f"{rule.title}: nothing ever heard from hub "
+                       f"{window.hub_id}, enrolled {enrolled:%Y-%m-%d %H:%M} UTC", (),
+                       {"hub_id": window.hub_id, "reason": "never_seen"},
+                       key=f"never:{enrolled.isoformat()}")
     if window.hub_state == "online" and seen is not None:
         return Finding(False, None, f"{rule.title}: hub {window.hub_id} back online")
     return None
