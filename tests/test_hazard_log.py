@@ -42,7 +42,12 @@ def collected_hazards(tmp_path: Path) -> dict[str, list[str]]:
 
 def test_the_log_and_the_tests_agree_both_ways(tmp_path: Path) -> None:
     log = load(LOG)
-    assert problems(log, collected_hazards(tmp_path)) == []
+    collected = collected_hazards(tmp_path)
+    assert problems(log, collected) == []
+    # and the check has teeth: deleting (or renaming) any one named test is caught
+    for test in sorted({t for hazard in log.hazards for t in hazard.tests}):
+        without = {k: v for k, v in collected.items() if base_id(k) != test}
+        assert any(f"{test} is not a collected test" in p for p in problems(log, without)), test
 
 
 def test_the_log_covers_the_hazards_the_issue_names() -> None:
