@@ -244,6 +244,11 @@ def test_nurse_a_sees_only_her_teams_alerts_and_patients(browser: Browser,
         page.goto(base + "/caseload")
         names = page.locator("#caseload tbody tr[data-patient-id] td:nth-child(2) a")
         expect(names).to_have_text(["Dora District", "Sam Shared", "Kim Keyboard"])
+        # each latest reading with its own age, exact on hover (H-012)
+        latest = page.locator("#caseload tr", has_text="Dora District").locator(
+            "td[data-label='Latest readings'] .sub", has_text="192/110 mmHg")
+        expect(latest).to_contain_text("2 h ago")
+        expect(latest.locator("time")).to_have_attribute("title", exact)
 
         for path in (f"/patients/{world.harry}", f"/alerts/{world.harry_alert}"):
             response = page.goto(base + path)

@@ -393,6 +393,7 @@ def test_an_unhandled_error_still_answers_500_with_the_security_headers() -> Non
     assert response.headers["x-request-id"]
 
 
+@pytest.mark.hazard("H-012")
 def test_every_answer_carries_the_security_headers(site: Site) -> None:
     world = site.world
     nurse, _ = _signed_in(site)
@@ -415,6 +416,11 @@ def test_every_answer_carries_the_security_headers(site: Site) -> None:
     for answer in answers:
         _assert_headers(answer)
     assert answers[0].headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    # nothing with patient data is kept by a browser's cache; the static assets may be
+    for answer in answers:
+        static = answer.request.url.path.startswith("/static/")
+        assert ("cache-control" not in answer.headers) if static else (
+            answer.headers["cache-control"] == "no-store"), answer.request.url
     # the API documentation: vendored Swagger UI, started from a file of ours, under
     # the same policy as every page (nothing from a CDN)
     _assert_headers(docs)

@@ -35,6 +35,11 @@ HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-frame-options", b"DENY"),
     (b"cross-origin-opener-policy", b"same-origin"),
 )
+#: Every answer but the static assets: a page or an API answer holds patient data as it
+#: was when sent, which a browser's cache or back button must not show later as current
+#: (hazard H-012), nor keep on a shared computer.  A route's own (the stream's) is kept.
+NO_STORE = (b"cache-control", b"no-store")
+STATIC_PREFIX = "/static/"
 #: Sent over HTTPS only (a browser ignores it over HTTP anyway): a year, as commonly advised.
 HSTS = (b"strict-transport-security", b"max-age=31536000")
 #: The body of a 500 this middleware answers itself (as Starlette's own).
@@ -49,7 +54,8 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = HEADERS + ((HSTS,) if scope.get("scheme") == "https" else ())
+        extra = (HEADERS + ((HSTS,) if scope.get("scheme") == "https" else ())
+                 + (() if scope.get("path", "").startswith(STATIC_PREFIX) else (NO_STORE,)))
 
         started = False
 
