@@ -150,15 +150,18 @@ def register_care(admin_app: typer.Typer) -> None:
     @patient.command("rule")
     def patient_rule(
         ctx: typer.Context, patient_id: int, rule_id: str,
+        by: Annotated[str, typer.Option(help="The clinician who decided it (username).")],
+        note: Annotated[str, typer.Option(help="Why (kept with the setting's history).")],
         params: Annotated[list[str] | None, typer.Option("--param", help="NAME=VALUE "
                                                          "(repeat): a personal threshold")
                           ] = None,
         disable: Annotated[bool, typer.Option("--disable", help="The rule does not apply to "
                                                                 "this patient.")] = False,
-        by: Annotated[str | None, typer.Option(help="Who set it (username).")] = None,
-        note: Annotated[str | None, typer.Option(help="Why.")] = None,
     ) -> None:
-        """A personal rule setting (from now; the previous one is kept as history)."""
+        """A personal rule setting (from now; the previous one is kept as history).
+
+        Who decided it and why are required, as through the API: a threshold nobody can
+        explain later is a hazard (H-017)."""
         from alerts.errors import RuleError
         from alerts.ruleset import load_ruleset
         from alerts.settings_store import set_patient_rule
@@ -166,7 +169,9 @@ def register_care(admin_app: typer.Typer) -> None:
 
         overrides = _params(params)
         with connect(ctx) as conn:
-            set_by = refused(lambda: admin.clinician_id_of(conn, by)) if by else None
+            if not note.strip():
+                fail("--note must say why")
+            set_by = refused(lambda: admin.clinician_id_of(conn, by))
             if conn.execute("SELECT 1 FROM patient WHERE id = %s",
                             (patient_id,)).fetchone() is None:
                 fail(f"unknown patient {patient_id}")

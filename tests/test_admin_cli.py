@@ -307,20 +307,31 @@ def test_a_bad_rota_is_refused_whole_with_the_row(trust: str, tmp_path: Path, te
         assert one(conn.execute("SELECT count(*) FROM rota_shift"))[0] == 0
 
 
+@pytest.mark.hazard("H-017")
 def test_personal_rule_settings_are_set_and_listed(trust: str) -> None:
     patient = json.loads(admin(trust, "patient", "create", "--name", "Pat", "--team", "copd",
                                "--json"))["id"]
     admin(trust, "patient", "rule", str(patient), "spo2_low", "--param",
           'levels={red: {metric: spo2, op: "<=", value: 85}}', "--by", "nina",
           "--note", "COPD: her usual is 88-92")
-    admin(trust, "patient", "rule", str(patient), "missed_spo2", "--disable")
+    admin(trust, "patient", "rule", str(patient), "missed_spo2", "--disable", "--by", "nina",
+          "--note", "no oximeter at home yet")
     rules = json.loads(admin(trust, "patient", "rules", str(patient), "--json"))
     assert [(r["rule_id"], r["enabled"], r["params"]) for r in rules] == [
         ("spo2_low", True, {"levels": {"red": {"metric": "spo2", "op": "<=", "value": 85}}}),
         ("missed_spo2", False, {})]
+    why = ("--by", "nina", "--note", "n")
     assert "unknown threshold params" in admin(trust, "patient", "rule", str(patient),
-                                               "spo2_low", "--param", "below=88", code=1)
-    assert "unknown rule" in admin(trust, "patient", "rule", str(patient), "nope", code=1)
+                                               "spo2_low", "--param", "below=88", *why, code=1)
+    assert "unknown rule" in admin(trust, "patient", "rule", str(patient), "nope", *why, code=1)
+    # who decided it and why are required (H-017)
+    assert "--note" in admin(trust, "patient", "rule", str(patient), "missed_spo2",
+                             "--disable", "--by", "nina", code=2)
+    assert "--by" in admin(trust, "patient", "rule", str(patient), "missed_spo2",
+                           "--disable", "--note", "x", code=2)
+    assert "must say why" in admin(trust, "patient", "rule", str(patient), "missed_spo2",
+                                   "--disable", "--by", "nina", "--note", " ", code=1)
+    assert len(json.loads(admin(trust, "patient", "rules", str(patient), "--json"))) == 2
 
 
 # -- hubs: provision and revoke -------------------------------------------------------------
