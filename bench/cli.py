@@ -82,6 +82,39 @@ def register(bench: typer.Typer) -> None:
             for line in render(result):
                 typer.echo(line)
 
+    @bench.command("pipeline")
+    def bench_pipeline(
+        hubs: int = typer.Option(500, min=1, help="simulated hubs, a patient each"),
+        rate: int = typer.Option(24000, min=0, help="offered readings/s (0: as fast as "
+                                                    "possible)"),
+        seconds: float = typer.Option(60.0, min=1, help="how long to publish"),
+        per_message: int = typer.Option(100, min=1, help="readings per MQTT message"),
+        alert_share: float = typer.Option(0.0005, min=0, max=1, help="share of readings "
+                                          "scripted to raise an alert (severe BP)"),
+        ingests: int = typer.Option(1, min=1, help="ingest processes ($share group if > 1)"),
+        engines: int = typer.Option(1, min=1, help="alert engine processes (partitions k/n)"),
+        seed: int = typer.Option(7, help="seed of the scripted alerts"),
+        as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    ) -> None:
+        """The whole pipeline: hubs -> broker -> ingest(s) -> PostgreSQL -> engine(s) ->
+        the API's live stream; stored/s, evaluated/s, publish->stored and publish->alert
+        latency, backlog, lost and duplicated readings and alerts, CPU a reading."""
+        import orjson
+
+        from bench.pipeline import PipelineOptions, passed, render, run
+
+        opts = PipelineOptions(hubs=hubs, rate=rate, seconds=seconds, per_message=per_message,
+                               alert_share=alert_share, ingests=ingests, engines=engines,
+                               seed=seed, as_json=as_json)
+        result = run(opts, echo=None if as_json else lambda line: typer.echo(line, err=True))
+        if as_json:
+            typer.echo(orjson.dumps(result).decode())
+        else:
+            for line in render(result):
+                typer.echo(line)
+        if not passed(result):
+            raise typer.Exit(1)
+
     @bench.command("edge")
     def bench_edge(
         seconds: float = typer.Option(2.0, min=0.2, help="Seconds per measurement."),
