@@ -33,20 +33,13 @@ from alerts.partitions import bucket_of
 
 
 @dataclass(slots=True)
-class PatientReadings:
-    """One patient's readings sorted by (taken_at, id), complete per kind from ``since``."""
+class KindReadings:
+    """One kind's readings of a patient, sorted by (taken_at, id)."""
 
-    since: dict[str, datetime]
-    #: the newest reading claimed for evaluation (not merely loaded)
-    newest: datetime | None = None
     rows: list[WindowReading] = field(default_factory=list)
     stamps: list[datetime] = field(default_factory=list)
-    ids: set[str] = field(default_factory=set)
 
-    def add(self, r: WindowReading) -> bool:
-        if r.id in self.ids:
-            return False
-        self.ids.add(r.id)
+    def add(self, r: WindowReading) -> None:
         stamps, rows = self.stamps, self.rows
         pos = len(stamps)
         if pos and stamps[-1] >= r.taken_at:  # not simply the newest: find its place
@@ -55,26 +48,63 @@ class PatientReadings:
                 pos -= 1
         rows.insert(pos, r)
         stamps.insert(pos, r.taken_at)
+
+    def drop_before(self, t: datetime) -> list[WindowReading]:
+        """Forget the readings taken before ``t``; the ones forgotten."""
+        n = bisect.bisect_left(self.stamps, t)
+        gone = self.rows[:n]
+        del self.rows[:n], self.stamps[:n]
+        return gone
+
+
+@dataclass(slots=True)
+class PatientReadings:
+    """One patient's readings, per kind, complete per kind from ``since``.
+
+    Per kind, so that a rule's window is a slice of its kind's list (``SliceView``), not a
+    filtered copy of every reading of every kind."""
+
+    since: dict[str, datetime]
+    #: the newest reading claimed for evaluation (not merely loaded)
+    newest: datetime | None = None
+    kinds: dict[str, KindReadings] = field(default_factory=dict)
+    ids: set[str] = field(default_factory=set)
+    count: int = 0
+
+    def add(self, r: WindowReading) -> bool:
+        if r.id in self.ids:
+            return False
+        self.ids.add(r.id)
+        kind = self.kinds.get(r.kind)
+        if kind is None:
+            kind = self.kinds[r.kind] = KindReadings()
+        kind.add(r)
+        self.count += 1
         return True
 
     def covers(self, kind: str, start: datetime) -> bool:
         since = self.since.get(kind)
         return since is not None and since <= start
 
+    def oldest(self) -> datetime | None:
+        return min((k.stamps[0] for k in self.kinds.values() if k.stamps), default=None)
+
     def trim(self, horizon: dict[str, datetime], earliest: datetime) -> None:
         """Forget readings of each kind older than its horizon (``earliest``: the lowest).
 
         ``since`` moves up only when readings are dropped: until then the copy stays
         complete from where it was."""
-        if not self.stamps or self.stamps[0] >= earliest:
+        oldest = self.oldest()
+        if oldest is None or oldest >= earliest:
             return
         for kind, h in horizon.items():
             if self.since.get(kind, h) < h:
                 self.since[kind] = h
-        keep = [r for r in self.rows if r.kind not in horizon or r.taken_at >= horizon[r.kind]]
-        self.rows = keep
-        self.stamps = [r.taken_at for r in keep]
-        self.ids = {r.id for r in keep}
+            readings = self.kinds.get(kind)
+            if readings is not None:
+                gone = readings.drop_before(h)
+                self.ids.difference_update(r.id for r in gone)
+                self.count -= len(gone)
 
 
 @dataclass
@@ -101,7 +131,7 @@ class PatientWindows:
 
     def drop_buckets(self, buckets: set[int]) -> None:
         for pid in [p for p in self.patients if bucket_of(p) in buckets]:
-            self.readings -= len(self.patients.pop(pid).rows)
+            self.readings -= self.patients.pop(pid).count
 
     def get(self, pid: int) -> PatientReadings | None:
         return self.patients.get(pid)
@@ -129,11 +159,15 @@ class PatientWindows:
                  [self.keep[k] for k in kinds])).fetchall():  # rows made in C, not one by one
             readings = fresh[pid]
             readings.ids.add(rid)
-            readings.rows.append(WindowReading(rid, kind, taken_at, values, tuple(flags)))
-            readings.stamps.append(taken_at)
+            of_kind = readings.kinds.get(kind)
+            if of_kind is None:
+                of_kind = readings.kinds[kind] = KindReadings()
+            of_kind.rows.append(WindowReading(rid, kind, taken_at, values, tuple(flags)))
+            of_kind.stamps.append(taken_at)  # in (taken_at, id) order, as the query's
+            readings.count += 1
         for pid, readings in fresh.items():
             old = self.patients.pop(pid, None)
-            self.readings += len(readings.rows) - (len(old.rows) if old is not None else 0)
+            self.readings += readings.count - (old.count if old is not None else 0)
             self.patients[pid] = readings
         self._evict(set(fresh) | set(batch))
 
@@ -144,7 +178,7 @@ class PatientWindows:
             if len(self.patients) <= self.max_patients and self.readings <= self.max_readings:
                 return
             if pid not in batch:
-                self.readings -= len(self.patients.pop(pid).rows)
+                self.readings -= self.patients.pop(pid).count
 
     def claimed(self, pid: int, reading: WindowReading) -> None:
         """A reading claimed for evaluation (the patient's readings are loaded)."""
@@ -158,11 +192,12 @@ class PatientWindows:
             readings = self.patients.get(pid)
             if readings is not None and readings.newest is not None:
                 edge = readings.newest - self.slack
-                if readings.stamps and readings.stamps[0] < edge - self._longest:
-                    before = len(readings.rows)
+                oldest = readings.oldest()
+                if oldest is not None and oldest < edge - self._longest:
+                    before = readings.count
                     readings.trim({k: edge - v for k, v in self.keep.items()},
                                   edge - self._longest)
-                    self.readings -= before - len(readings.rows)
+                    self.readings -= before - readings.count
 
 
 def int_array(values: Iterable[int]) -> str:

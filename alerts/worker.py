@@ -32,7 +32,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -45,10 +45,10 @@ from alerts.lifecycle import AlertChange, apply_finding
 from alerts.metrics import AlertMetrics
 from alerts.model import MAX_ERROR_CHARS, EvaluationFailure, Finding, Rule, WindowReading
 from alerts.partitions import BUCKETS, Partitions, bucket_of
-from alerts.patient_windows import PatientWindows, int_array
+from alerts.patient_windows import KindReadings, PatientReadings, PatientWindows, int_array
 from alerts.ruleset import RuleSet
 from alerts.settings_store import PatientRuleSetting, load_settings, rules_for
-from alerts.window import DeviceView, Window
+from alerts.window import DeviceView, Merged, SliceView, Window
 from homeward.telemetry import Readiness, fresh
 
 log = logging.getLogger(__name__)
@@ -78,20 +78,34 @@ def first_care_team(conn: psycopg.Connection[Any], patient_id: int, rule: Rule, 
     return (row[0] if row else None), None
 
 
-def _ending_with(rows: list[WindowReading], reading_id: str,
-                 kinds: tuple[str, ...]) -> tuple[WindowReading, ...]:
-    """The window's readings of ``kinds`` in taken_at order, with the reading being
-    evaluated last among those stamped the same instant: two readings of one kind
-    taken the same second (a device clock has 1 s steps) are each judged as the
-    latest once, instead of whichever sorts last being judged twice."""
-    if rows and rows[-1].id == reading_id:  # the usual case: it is the newest
-        if len(kinds) == 1:
-            (only,) = kinds
-            return tuple([r for r in rows if r.kind == only])  # a list first: faster
-        return tuple([r for r in rows if r.kind in kinds])
-    own = [r for r in rows if r.id == reading_id]
-    return tuple(r for r in rows if r.kind in kinds and r.id != reading_id) + tuple(
-        r for r in own if r.kind in kinds)
+def kind_view(readings: KindReadings | None, start: datetime, item: QueueItem
+              ) -> Sequence[WindowReading]:
+    """One kind's readings taken from ``start`` up to the judged reading's instant, with
+    the judged reading last among those stamped that instant: two readings of one kind
+    taken the same second (a device clock has 1 s steps) are each judged as the latest
+    once, instead of whichever sorts last being judged twice.  A slice of the kind's list,
+    not a copy, in the usual case (the judged reading is the newest)."""
+    if readings is None:
+        return ()
+    stamps, rows = readings.stamps, readings.rows
+    hi = bisect.bisect_right(stamps, item.taken_at)
+    lo = bisect.bisect_left(stamps, start, 0, hi)
+    if hi == lo or rows[hi - 1].kind != item.kind or rows[hi - 1].id == item.reading_id:
+        return SliceView(rows, lo, hi)
+    same = [r for r in rows[lo:hi] if r.id != item.reading_id]
+    return (*same, *(r for r in rows[lo:hi] if r.id == item.reading_id))
+
+
+def rule_window(cached: PatientReadings, kinds: tuple[str, ...], start: datetime,
+                item: QueueItem) -> Window:
+    """The window a rule of ``kinds`` judges ``item`` in: views of each kind's list."""
+    if len(kinds) == 1:
+        view = kind_view(cached.kinds.get(kinds[0]), start, item)
+        return Window(view, only_kinds=kinds, by_kind={kinds[0]: view},
+                      judged=item.reading_id)
+    by_kind = {k: kind_view(cached.kinds.get(k), start, item) for k in kinds}
+    return Window(Merged(list(by_kind.values()), item.reading_id), only_kinds=kinds,
+                  by_kind=by_kind, judged=item.reading_id)
 
 
 @dataclass(slots=True)
@@ -279,16 +293,13 @@ class AlertEngine:
                 continue
             cached = windows.get(pid)
             assert cached is not None
-            rows, stamps = cached.rows, cached.stamps
-            upto = bisect.bisect_right(stamps, item.taken_at)
             views: dict[tuple[timedelta, tuple[str, ...]], Window] = {}
             for rule in rules:
                 kinds = rule.reading_kinds
                 view = views.get((rule.window, kinds))
                 if view is None:
-                    start = bisect.bisect_left(stamps, item.taken_at - rule.window, 0, upto)
-                    view = views[rule.window, kinds] = Window(
-                        _ending_with(rows[start:upto], item.reading_id, kinds), only_kinds=kinds)
+                    view = views[rule.window, kinds] = rule_window(
+                        cached, kinds, item.taken_at - rule.window, item)
                 judge = evaluators[rule.kind]
                 quiet = not rule.auto_resolve or rule.id not in active.get(pid, ())
                 # nothing active to clear: only a firing finding matters

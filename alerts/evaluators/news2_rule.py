@@ -24,7 +24,7 @@ from alerts.errors import RuleError
 from alerts.evaluators._params import boolean, check_keys, duration
 from alerts.model import Finding, Rule, Severity, WindowReading
 from alerts.news2 import RESPONSES, score
-from alerts.window import Window
+from alerts.window import Window, order_key
 
 #: parameter -> (reading kind, metric) sources, first found newest wins.
 SOURCES: dict[str, tuple[tuple[str, str], ...]] = {
@@ -90,10 +90,12 @@ def parse(raw: Mapping[str, Any], *, where: str, rule_id: str,
 def latest_values(window: Window, now: datetime,
                   max_age: timedelta) -> tuple[dict[str, float], list[WindowReading], bool]:
     """The newest value of each NEWS2 parameter, the readings used, and an on-oxygen flag."""
+    oldest = now - max_age
+    if window.by_kind is not None:
+        return _latest_by_kind(window, now, oldest)
     values: dict[str, float] = {}
     used: dict[str, WindowReading] = {}
     oxygen = False
-    oldest = now - max_age
     for r in reversed(window.readings):
         if r.taken_at > now:
             continue
@@ -109,6 +111,47 @@ def latest_values(window: Window, now: datetime,
         if len(values) == len(SOURCES):
             break
     return values, sorted(used.values(), key=lambda r: r.taken_at), oxygen
+
+
+#: (parameter, reading kind) -> the metric of that kind's readings that gives it.
+_METRIC = {(param, kind): metric for param, sources in SOURCES.items()
+           for kind, metric in sources}
+
+
+def _latest_by_kind(window: Window, now: datetime, oldest: datetime
+                    ) -> tuple[dict[str, float], list[WindowReading], bool]:
+    """``latest_values`` from each kind's own readings, walking back from each kind's
+    newest and stopping once that kind has given what it can: the same answer as walking
+    back through all of them (the winner of a parameter two kinds give is the one later
+    in window order), without passing every reading of a kind a parameter is missing
+    from (consciousness is never measured at home, and a day of 1 Hz oximetry is 86,400
+    readings)."""
+    assert window.by_kind is not None
+    judged = window.judged
+    best: dict[str, WindowReading] = {}
+    for kind, pairs in _BY_KIND.items():
+        found: set[str] = set()
+        for r in reversed(window.by_kind.get(kind, ())):
+            if r.taken_at > now:
+                continue
+            if r.taken_at < oldest:
+                break
+            for param, metric in pairs:
+                if param in found or metric not in r.values:
+                    continue
+                found.add(param)
+                old = best.get(param)
+                if old is None or order_key(r, judged) > order_key(old, judged):
+                    best[param] = r
+            if len(found) == len(pairs):
+                break
+    values = {param: float(r.values[_METRIC[param, r.kind]]) for param, r in best.items()}
+    # as the walk through all readings lists them: newest first as found, then by taken_at
+    used = sorted({r.id: r for r in best.values()}.values(),
+                  key=lambda r: order_key(r, judged), reverse=True)
+    used.sort(key=lambda r: r.taken_at)
+    oxygen = any(r.kind == "spo2" and "on_oxygen" in r.flags for r in used)
+    return values, used, oxygen
 
 
 def evaluate(rule: Rule, window: Window, now: datetime) -> Finding | None:
