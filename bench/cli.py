@@ -84,13 +84,13 @@ def register(bench: typer.Typer) -> None:
 
     @bench.command("pipeline")
     def bench_pipeline(
-        hubs: int = typer.Option(500, min=1, help="simulated hubs, a patient each"),
+        hubs: int = typer.Option(2000, min=1, help="simulated hubs, a patient each"),
         rate: int = typer.Option(24000, min=0, help="offered readings/s (0: as fast as "
                                                     "possible)"),
         seconds: float = typer.Option(60.0, min=1, help="how long to publish"),
         per_message: int = typer.Option(100, min=1, help="readings per MQTT message"),
         alert_share: float = typer.Option(0.0005, min=0, max=1, help="share of readings "
-                                          "scripted to raise an alert (severe BP)"),
+                                          "scripted to raise an alert (SpO2 85 %)"),
         ingests: int = typer.Option(1, min=1, help="ingest processes ($share group if > 1)"),
         engines: int = typer.Option(1, min=1, help="alert engine processes (partitions k/n)"),
         seed: int = typer.Option(7, help="seed of the scripted alerts"),
