@@ -59,17 +59,23 @@ class KindReadings:
 
 @dataclass(slots=True)
 class PatientReadings:
-    """One patient's readings, per kind, complete per kind from ``since``.
+    """One patient's readings, complete per kind from ``since``: all of them, and per kind.
 
-    Per kind, so that a rule's window is a slice of its kind's list (``SliceView``), not a
-    filtered copy of every reading of every kind."""
+    All of them sorted by (taken_at, id), and each kind's on its own as well, so that a
+    rule's window is a slice of its kind's list (``SliceView``), not a filtered copy of
+    every reading of every kind; a window of several kinds that spans few readings is
+    still cheapest filtered from all of them."""
 
     since: dict[str, datetime]
     #: the newest reading claimed for evaluation (not merely loaded)
     newest: datetime | None = None
+    every: KindReadings = field(default_factory=KindReadings)
     kinds: dict[str, KindReadings] = field(default_factory=dict)
     ids: set[str] = field(default_factory=set)
-    count: int = 0
+
+    @property
+    def count(self) -> int:
+        return len(self.every.rows)
 
     def add(self, r: WindowReading) -> bool:
         if r.id in self.ids:
@@ -79,15 +85,26 @@ class PatientReadings:
         if kind is None:
             kind = self.kinds[r.kind] = KindReadings()
         kind.add(r)
-        self.count += 1
+        self.every.add(r)
         return True
+
+    def append(self, r: WindowReading) -> None:
+        """A reading newer than (or as new as, with a greater id) every one held."""
+        self.ids.add(r.id)
+        kind = self.kinds.get(r.kind)
+        if kind is None:
+            kind = self.kinds[r.kind] = KindReadings()
+        kind.rows.append(r)
+        kind.stamps.append(r.taken_at)
+        self.every.rows.append(r)
+        self.every.stamps.append(r.taken_at)
 
     def covers(self, kind: str, start: datetime) -> bool:
         since = self.since.get(kind)
         return since is not None and since <= start
 
     def oldest(self) -> datetime | None:
-        return min((k.stamps[0] for k in self.kinds.values() if k.stamps), default=None)
+        return self.every.stamps[0] if self.every.stamps else None
 
     def trim(self, horizon: dict[str, datetime], earliest: datetime) -> None:
         """Forget readings of each kind older than its horizon (``earliest``: the lowest).
@@ -102,9 +119,9 @@ class PatientReadings:
                 self.since[kind] = h
             readings = self.kinds.get(kind)
             if readings is not None:
-                gone = readings.drop_before(h)
-                self.ids.difference_update(r.id for r in gone)
-                self.count -= len(gone)
+                self.ids.difference_update(r.id for r in readings.drop_before(h))
+        keep = [r for r in self.every.rows if r.id in self.ids]
+        self.every = KindReadings(keep, [r.taken_at for r in keep])
 
 
 @dataclass
@@ -157,14 +174,8 @@ class PatientWindows:
                 " AND r.taken_at >= p.t - k.keep ORDER BY r.patient_id, r.taken_at, r.id",
                 (int_array(pids), time_array(starts[p] for p in pids), kinds,
                  [self.keep[k] for k in kinds])).fetchall():  # rows made in C, not one by one
-            readings = fresh[pid]
-            readings.ids.add(rid)
-            of_kind = readings.kinds.get(kind)
-            if of_kind is None:
-                of_kind = readings.kinds[kind] = KindReadings()
-            of_kind.rows.append(WindowReading(rid, kind, taken_at, values, tuple(flags)))
-            of_kind.stamps.append(taken_at)  # in (taken_at, id) order, as the query's
-            readings.count += 1
+            # in (taken_at, id) order, as the query's
+            fresh[pid].append(WindowReading(rid, kind, taken_at, values, tuple(flags)))
         for pid, readings in fresh.items():
             old = self.patients.pop(pid, None)
             self.readings += readings.count - (old.count if old is not None else 0)

@@ -78,6 +78,10 @@ def first_care_team(conn: psycopg.Connection[Any], patient_id: int, rule: Rule, 
     return (row[0] if row else None), None
 
 
+#: Up to this many readings a window of one kind is a tuple, past it a view of the list.
+SHORT_WINDOW = 64
+
+
 def kind_view(readings: KindReadings | None, start: datetime, item: QueueItem
               ) -> Sequence[WindowReading]:
     """One kind's readings taken from ``start`` up to the judged reading's instant, with
@@ -90,18 +94,24 @@ def kind_view(readings: KindReadings | None, start: datetime, item: QueueItem
     stamps, rows = readings.stamps, readings.rows
     hi = bisect.bisect_right(stamps, item.taken_at)
     lo = bisect.bisect_left(stamps, start, 0, hi)
-    if hi == lo or rows[hi - 1].kind != item.kind or rows[hi - 1].id == item.reading_id:
-        return SliceView(rows, lo, hi)
-    same = [r for r in rows[lo:hi] if r.id != item.reading_id]
-    return (*same, *(r for r in rows[lo:hi] if r.id == item.reading_id))
+    j = hi - 1  # the judged reading, if here, is among the last ones stamped its instant
+    while j >= lo and rows[j].id != item.reading_id and stamps[j] == item.taken_at:
+        j -= 1
+    if j < lo or j == hi - 1 or rows[j].id != item.reading_id:
+        # a short window is cheaper copied (in C) than walked through a view (in Python)
+        return tuple(rows[lo:hi]) if hi - lo <= SHORT_WINDOW else SliceView(rows, lo, hi)
+    return (*rows[lo:j], *rows[j + 1:hi], rows[j])
 
 
 def rule_window(cached: PatientReadings, kinds: tuple[str, ...], start: datetime,
                 item: QueueItem) -> Window:
     """The window a rule of ``kinds`` judges ``item`` in: views of each kind's list."""
-    if len(kinds) == 1:
-        view = kind_view(cached.kinds.get(kinds[0]), start, item)
-        return Window(view, only_kinds=kinds, by_kind={kinds[0]: view},
+    if len(kinds) == 1:  # of_kind is then the readings themselves (only_kinds)
+        return Window(kind_view(cached.kinds.get(kinds[0]), start, item), only_kinds=kinds,
+                      judged=item.reading_id)
+    every = kind_view(cached.every, start, item)
+    if len(every) <= SHORT_WINDOW:  # few readings in all: filtered, in C
+        return Window(tuple([r for r in every if r.kind in kinds]), only_kinds=kinds,
                       judged=item.reading_id)
     by_kind = {k: kind_view(cached.kinds.get(k), start, item) for k in kinds}
     return Window(Merged(list(by_kind.values()), item.reading_id), only_kinds=kinds,

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from alerts import worker
 from alerts.evaluators import registry
 from alerts.model import WindowReading
 from alerts.patient_windows import PatientReadings
@@ -49,8 +50,13 @@ def history(rng: random.Random) -> list[WindowReading]:
     return sorted(readings, key=lambda r: (r.taken_at, r.id))
 
 
+@pytest.mark.parametrize("short", [0, worker.SHORT_WINDOW], ids=["views", "short-copies"])
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: r.id)
-def test_every_shipped_rule_judges_the_views_as_the_plain_window(rule) -> None:
+def test_every_shipped_rule_judges_the_views_as_the_plain_window(
+        rule, short: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both ways a window is built: views of each kind's list (NEWS2 walking back per
+    kind), and, below ``SHORT_WINDOW`` readings, copies."""
+    monkeypatch.setattr(worker, "SHORT_WINDOW", short)
     rng = random.Random(rule.id)
     judge = registry()[rule.kind]
     compared = 0
