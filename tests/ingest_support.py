@@ -65,18 +65,17 @@ def one(cursor: Any) -> tuple[Any, ...]:
     return tuple(row)
 
 
-class IngestProcess:
-    """``homeward ingest`` as a subprocess, to be SIGKILLed."""
+class ServerProcess:
+    """``homeward ARGS`` as a subprocess, to be SIGKILLed and started again."""
 
-    def __init__(self, db_url: str, port: int, log: Path, *,
-                 client_id: str = "ingest-test") -> None:
-        self.args = [sys.executable, "-m", "stack", "ingest", "--database-url", db_url,
-                     "--mqtt-port", str(port), "--client-id", client_id]
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.args = [sys.executable, "-m", "stack", *args]
         self.log = log
+        self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {**os.environ, "HOMEWARD_MQTT_HOST": "127.0.0.1"}
+        env = {**os.environ, "HOMEWARD_MQTT_HOST": "127.0.0.1", **self.env}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(self.args, stdout=out, stderr=subprocess.STDOUT,
                                          env=env)
@@ -94,3 +93,12 @@ class IngestProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+class IngestProcess(ServerProcess):
+    """``homeward ingest`` as a subprocess, to be SIGKILLed."""
+
+    def __init__(self, db_url: str, port: int, log: Path, *, client_id: str = "ingest-test",
+                 env: dict[str, str] | None = None) -> None:
+        super().__init__(["ingest", "--database-url", db_url, "--mqtt-port", str(port),
+                          "--client-id", client_id], log, env)
