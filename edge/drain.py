@@ -66,8 +66,14 @@ class DrainWindow:
 
     def __init__(self, outbox: Outbox, *, batch_readings: int, max_inflight: int,
                  bucket: TokenBucket, refused_retry_s: float = 5.0,
-                 stored_ack_timeout_s: float | None = None) -> None:
+                 stored_ack_timeout_s: float | None = None, coalesce_s: float = 0.0) -> None:
         self.outbox = outbox
+        #: A batch short of ``batch_readings`` waits up to this long from when it was first
+        #: seen for more readings to join it: a live stream (a 1 Hz oximeter, several
+        #: devices) goes out a few readings a message instead of one, which costs the
+        #: ingest far less per reading; a full batch, or a backlog, goes at once.
+        self.coalesce_s = coalesce_s
+        self._partial: tuple[int, float] | None = None  # (first seq, first seen) held back
         #: None: a PUBACK deletes.  A number: a PUBACK only starts this clock, the
         #: server's stored-ack deletes, and what is still held when it runs out is
         #: sent again.
@@ -105,6 +111,13 @@ class DrainWindow:
             rows = [r for r in rows if r.seq not in self._inflight_seqs][: self.batch_readings]
         if not rows:
             return None
+        if self.coalesce_s > 0 and len(rows) < self.batch_readings:
+            now = self.bucket.clock()
+            if self._partial is None or self._partial[0] != rows[0].seq:
+                self._partial = (rows[0].seq, now)
+            if now - self._partial[1] < self.coalesce_s:
+                return None  # let more readings join it, within the latency budget
+        self._partial = None
         self.bucket.try_take()
         return rows
 

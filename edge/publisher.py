@@ -127,7 +127,8 @@ class Publisher:
             max_inflight=self.settings.max_inflight_messages,
             bucket=TokenBucket(self.settings.messages_per_second),
             stored_ack_timeout_s=(self.settings.stored_ack_timeout_s
-                                  if self.settings.stored_acks else None))
+                                  if self.settings.stored_acks else None),
+            coalesce_s=self.settings.coalesce_s)
         self.backoff = Backoff(self.settings.reconnect_min_s, self.settings.reconnect_max_s, rng)
         self.connected = False
         self.connections = 0  # successful CONNACKs so far

@@ -27,6 +27,9 @@ class EdgeSettings(BaseSettings):
     outbox_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     #: Readings per MQTT message when draining (the wire allows up to 5,000).
     batch_readings: int = Field(default=500, ge=1, le=5000)
+    #: Latency budget for coalescing live readings: a batch short of ``batch_readings``
+    #: waits at most this long for more (0: each goes at once).  HOMEWARD_EDGE_COALESCE_S.
+    coalesce_s: float = Field(default=1.0, ge=0, le=10)
     #: Messages per second while draining a backlog (token bucket, 1 s burst).
     messages_per_second: float = Field(default=20.0, gt=0)
     #: Reading messages awaiting PUBACK at most (paho stalls at 65,535).

@@ -285,3 +285,30 @@ def test_with_stored_acks_only_the_server_deletes_and_silence_means_send_again(
     window.confirmed()
     clock.now += 30.1
     assert not window.resend_unconfirmed() and box.depth == 0
+
+
+def test_live_readings_coalesce_within_the_latency_budget(tmp_path: Path) -> None:
+    """A 1 Hz-like stream: a short batch waits up to coalesce_s for more readings to join
+    it, never longer; a full batch goes at once (issue 12)."""
+    box = Outbox(tmp_path / "o.db")
+    clock = FakeClock()
+    window = DrainWindow(box, batch_readings=5, max_inflight=10,
+                         bucket=TokenBucket(rate=1000, clock=clock), coalesce_s=1.0)
+    box.add_many([reading(n=0)])
+    assert window.next_batch() is None          # first seen: held for company
+    clock.now += 0.6
+    box.add_many([reading(n=1)])
+    assert window.next_batch() is None          # 0.6 s: still within the budget
+    clock.now += 0.4
+    batch = window.next_batch()                 # 1.0 s after the first was seen
+    assert batch is not None and len(batch) == 2
+    window.sent(1, batch)
+    box.add_many([reading(n=n) for n in range(2, 7)])
+    full = window.next_batch()                  # a full batch does not wait
+    assert full is not None and len(full) == 5
+    window.sent(2, full)
+    assert window.next_batch() is None          # nothing left
+    unbudgeted = DrainWindow(Outbox(tmp_path / "p.db"), batch_readings=5, max_inflight=10,
+                             bucket=TokenBucket(rate=1000, clock=clock))
+    unbudgeted.outbox.add_many([reading(n=9)])
+    assert unbudgeted.next_batch() is not None  # coalesce_s 0: at once
