@@ -15,6 +15,7 @@ and the summary says which parameters are missing.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,7 +24,7 @@ from typing import Any
 from alerts.errors import RuleError
 from alerts.evaluators._params import boolean, check_keys, duration
 from alerts.model import Finding, Rule, Severity, WindowReading
-from alerts.news2 import RESPONSES, score
+from alerts.news2 import RESPONSES, News2Score, score
 from alerts.window import Window, order_key
 
 #: parameter -> (reading kind, metric) sources, first found newest wins.
@@ -164,13 +165,21 @@ def firing(rule: Rule, window: Window, now: datetime) -> Finding | None:
     return _judge(rule, window, now, clears=False)
 
 
+@functools.lru_cache(maxsize=8192)
+def _score(spo2_scale: int, on_oxygen: bool, values: tuple[tuple[str, float], ...]
+           ) -> News2Score:
+    """``score`` is pure and its result immutable, and a live stream repeats its values
+    (a 1 Hz oximeter, the same blood pressure all day): most evaluations are a lookup."""
+    return score(spo2_scale=spo2_scale, on_oxygen=on_oxygen, consciousness=None,
+                 **dict(values))
+
+
 def _judge(rule: Rule, window: Window, now: datetime, *, clears: bool) -> Finding | None:
     p: News2Params = rule.params
     values, used, oxygen_flag = latest_values(window, now, p.max_age)
     if not values:
         return None
-    s = score(spo2_scale=p.spo2_scale, on_oxygen=p.on_oxygen or oxygen_flag,
-              consciousness=None, **values)
+    s = _score(p.spo2_scale, p.on_oxygen or oxygen_flag, tuple(sorted(values.items())))
     severity = p.severity_for(s.response)
     if severity is None and not clears:
         return None
