@@ -110,6 +110,9 @@ class Merged(Sequence[WindowReading]):
         return hash(self._all())
 
 
+_NOTHING: Mapping[str, object] = frozen_mapping()
+
+
 @dataclass(frozen=True, slots=True)
 class Window:
     """Readings sorted by ``taken_at`` (oldest first) and the context around them."""
@@ -122,7 +125,7 @@ class Window:
     devices: tuple[DeviceView, ...] = ()
     #: When the patient started being monitored (for missed-reading rules).
     monitored_since: datetime | None = None
-    extra: Mapping[str, object] = field(default_factory=frozen_mapping)
+    extra: Mapping[str, object] = field(default_factory=lambda: _NOTHING)  # one, shared
     #: When set, every reading is of one of these kinds (the engine builds a rule's window
     #: of the rule's kinds): ``of_kind`` of them all is then the readings themselves.
     only_kinds: tuple[str, ...] | None = None

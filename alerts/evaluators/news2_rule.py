@@ -130,9 +130,12 @@ def _latest_by_kind(window: Window, now: datetime, oldest: datetime
     assert window.by_kind is not None
     judged = window.judged
     best: dict[str, WindowReading] = {}
-    for kind, pairs in _BY_KIND.items():
+    for kind, view in window.by_kind.items():
+        pairs = _BY_KIND.get(kind)
+        if not pairs or not view:
+            continue
         found: set[str] = set()
-        for r in reversed(window.by_kind.get(kind, ())):
+        for r in reversed(view):
             if r.taken_at > now:
                 continue
             if r.taken_at < oldest:
