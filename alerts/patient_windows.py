@@ -77,23 +77,24 @@ class PatientReadings:
     def count(self) -> int:
         return len(self.every.rows)
 
+    def _of_kind(self, kind: str) -> KindReadings:
+        readings = self.kinds.get(kind)
+        if readings is None:
+            readings = self.kinds[kind] = KindReadings()
+        return readings
+
     def add(self, r: WindowReading) -> bool:
         if r.id in self.ids:
             return False
         self.ids.add(r.id)
-        kind = self.kinds.get(r.kind)
-        if kind is None:
-            kind = self.kinds[r.kind] = KindReadings()
-        kind.add(r)
+        self._of_kind(r.kind).add(r)
         self.every.add(r)
         return True
 
     def append(self, r: WindowReading) -> None:
         """A reading newer than (or as new as, with a greater id) every one held."""
         self.ids.add(r.id)
-        kind = self.kinds.get(r.kind)
-        if kind is None:
-            kind = self.kinds[r.kind] = KindReadings()
+        kind = self._of_kind(r.kind)
         kind.rows.append(r)
         kind.stamps.append(r.taken_at)
         self.every.rows.append(r)
