@@ -37,6 +37,8 @@ from typing import Any
 import orjson
 import psycopg
 
+from bench.proc import children_cpu_seconds, cpu_seconds, postmaster_pid
+
 KINDS = ("blood_pressure", "spo2", "temperature", "weight")
 
 
@@ -100,32 +102,6 @@ def _start_engine(url: str, log: Path) -> subprocess.Popen[bytes]:
                                 env={**os.environ, "HOMEWARD_SMTP_PORT": "1"})
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads) so far, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _children_cpu_seconds(parent: int) -> float:
-    """CPU time of the live children of ``parent`` (PostgreSQL's backends)."""
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == parent:
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
-
-
-def _postmaster_pid(pg: Any) -> int | None:
-    pidfile = Path(pg.data_dir) / "postmaster.pid" if pg is not None else None
-    if pidfile is None or not pidfile.exists():
-        return None
-    return int(pidfile.read_text().split()[0])
-
-
 def _wait_listening(conn: psycopg.Connection[Any], engine: subprocess.Popen[bytes],
                     log: Path) -> None:
     """Until the engine LISTENs (it has imported, connected and found the queue empty)."""
@@ -141,10 +117,10 @@ def _wait_listening(conn: psycopg.Connection[Any], engine: subprocess.Popen[byte
     else:
         raise RuntimeError("the alert engine did not start listening within 60 s")
     # then until it is idle (its first, empty, batch and the scheduler tick are done)
-    last = _cpu_seconds(engine.pid)
+    last = cpu_seconds(engine.pid)
     while time.monotonic() < deadline:
         time.sleep(0.3)
-        now = _cpu_seconds(engine.pid)
+        now = cpu_seconds(engine.pid)
         if now == last:
             return
         last = now
@@ -190,10 +166,10 @@ def run_bench(*, readings: int, patients: int, rate: float, seconds: float, aler
                 engine_log = Path(tmp) / "engine.log"
                 engine = _start_engine(url, engine_log)
                 _wait_listening(conn, engine, engine_log)
-                postmaster = _postmaster_pid(pg)
+                postmaster = postmaster_pid(pg)
                 # the engine is up and idle: from here on its CPU is the evaluation's
-                cpu0 = _cpu_seconds(engine.pid)
-                db0 = _children_cpu_seconds(postmaster) if postmaster else 0.0
+                cpu0 = cpu_seconds(engine.pid)
+                db0 = children_cpu_seconds(postmaster) if postmaster else 0.0
                 with conn.transaction():
                     conn.execute("INSERT INTO evaluation_queue (reading_id, taken_at, patient_id,"
                                  " kind) SELECT id, taken_at, patient_id, kind FROM reading"
@@ -212,8 +188,8 @@ def run_bench(*, readings: int, patients: int, rate: float, seconds: float, aler
                                            + engine_log.read_text()[-2000:])
                     time.sleep(0.02)
                 drained_s = t - started
-                engine_cpu = _cpu_seconds(engine.pid) - cpu0
-                db_cpu = (_children_cpu_seconds(postmaster) - db0) if postmaster else None
+                engine_cpu = cpu_seconds(engine.pid) - cpu0
+                db_cpu = (children_cpu_seconds(postmaster) - db0) if postmaster else None
                 throughput = initial / drained_s if drained_s > 0 else float("inf")
                 opened_bulk = conn.execute("SELECT count(*) FROM alert").fetchone()
 

@@ -34,6 +34,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench.proc import cpu_seconds
 from homeward.wire import new_reading_id, readings_topic
 from stack.services.common import free_port
 
@@ -157,10 +158,18 @@ def publish_load(port: int, opts: BenchOptions) -> tuple[int, float, float]:
     return sent, start, last
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks
+def stored_latencies(conn: psycopg.Connection[Any]) -> tuple[Any, ...]:
+    """Of the simulated hubs' stored readings: rows, distinct ids, (p50, p99) and max of
+    publish->commit (``committed_at - taken_at``, s), and the last commit (epoch s)."""
+    row = conn.execute(
+        "SELECT count(*), count(DISTINCT id),"
+        " percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP"
+        "   (ORDER BY extract(epoch FROM committed_at - taken_at)),"
+        " max(extract(epoch FROM committed_at - taken_at)),"
+        " extract(epoch FROM max(committed_at)) FROM reading"
+        " WHERE hub_id LIKE 'bench-hub-%%'").fetchone()
+    assert row is not None
+    return tuple(row)
 
 
 def raw_copy_rate(url: str) -> tuple[int, float]:
@@ -228,23 +237,16 @@ def run(opts: BenchOptions) -> dict[str, Any]:
                 env={**os.environ, "HOMEWARD_MQTT_HOST": "127.0.0.1"})
             ingest_pid = ingest_proc.pid
             _wait_subscribed(port, url)
-        cpu_before = _cpu_seconds(ingest_pid)
+        cpu_before = cpu_seconds(ingest_pid)
         published, first, last = publish_load(port, opts)
         stored = _wait_stored(url, published)
-        cpu = _cpu_seconds(ingest_pid) - cpu_before
+        cpu = cpu_seconds(ingest_pid) - cpu_before
         counters = (in_proc.counters.as_dict() if in_proc is not None
                     else _scrape(metrics_port))
         with psycopg.connect(url) as conn:
-            row = conn.execute(
-                "SELECT count(*), count(DISTINCT id),"
-                " percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP"
-                "   (ORDER BY extract(epoch FROM committed_at - taken_at)),"
-                " max(extract(epoch FROM committed_at - taken_at)),"
-                " extract(epoch FROM max(committed_at)) FROM reading"
-                " WHERE hub_id LIKE 'bench-hub-%%'").fetchone()
+            total, distinct, (p50, p99), worst, last_commit = stored_latencies(conn)
             queued = conn.execute("SELECT count(*) FROM evaluation_queue").fetchone()
-        assert row is not None and queued is not None
-        total, distinct, (p50, p99), worst, last_commit = row
+        assert queued is not None
         copy_rows, copy_rate = raw_copy_rate(url)
         duration = float(last_commit) - first
         return {

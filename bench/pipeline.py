@@ -47,8 +47,9 @@ import httpx
 import orjson
 import psycopg
 
-from bench.alerts import _children_cpu_seconds, _cpu_seconds, _percentile, _postmaster_pid
-from bench.ingest import BoundedPublisher, _wait_stored, raw_copy_rate
+from bench.alerts import _percentile
+from bench.ingest import BoundedPublisher, _wait_stored, raw_copy_rate, stored_latencies
+from bench.proc import children_cpu_seconds, cpu_seconds, postmaster_pid
 from homeward.wire import new_reading_id, readings_topic
 from stack.services.common import free_port
 
@@ -219,9 +220,9 @@ def _wait_healthy(api: str, procs: list[subprocess.Popen[bytes]], logs: Path) ->
     raise RuntimeError("the API did not become healthy within 60 s")
 
 
-def _wait_drained(sampler: BacklogSampler, stored: int, url: str, stall: float = 30.0
-                  ) -> float:
-    """Until the queue is empty (or stalls); the time it was first empty with all stored."""
+def _wait_drained(sampler: BacklogSampler, stall: float = 30.0) -> float:
+    """Until the queue is empty (or stalls for ``stall`` s); when it was sampled so.
+    Called once every reading is stored."""
     last_change, last = time.monotonic(), -1
     while True:
         time.sleep(0.5)
@@ -275,19 +276,19 @@ def run(opts: PipelineOptions, echo: Any = None) -> dict[str, Any]:
             raise RuntimeError("the API's alert stream did not connect")
         time.sleep(3)  # every ingest subscribed, every engine listening and idle
         pids = {name: p.pid for name, p in procs.items()}
-        postmaster = _postmaster_pid(pg)
-        cpu0 = {name: _cpu_seconds(pid) for name, pid in pids.items()}
-        db0 = _children_cpu_seconds(postmaster) if postmaster else 0.0
+        postmaster = postmaster_pid(pg)
+        cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        db0 = children_cpu_seconds(postmaster) if postmaster else 0.0
         broker_pid = broker._proc.pid if broker._proc else None
-        broker0 = _cpu_seconds(broker_pid) if broker_pid else 0.0
+        broker0 = cpu_seconds(broker_pid) if broker_pid else 0.0
         self0 = time.process_time()
         sampler = BacklogSampler(url)
 
         say(f"publishing {opts.rate or 'as many as possible'} readings/s for {opts.seconds:g} s"
             f" from {opts.hubs} hubs, {opts.per_message} a message ...")
         sent = publish(broker.port, opts)
-        stored = _wait_stored(url, sent.readings, stall=30)
-        drained_at = _wait_drained(sampler, stored, url)
+        _wait_stored(url, sent.readings, stall=30)
+        drained_at = _wait_drained(sampler)
         with psycopg.connect(url) as conn:
             patients: dict[str, int] = dict(conn.execute(
                 "SELECT h.id, e.patient_id FROM hub h JOIN enrolment e ON e.hub_id = h.id"
@@ -296,21 +297,15 @@ def run(opts: PipelineOptions, echo: Any = None) -> dict[str, Any]:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not expected.keys() <= watcher.opened.keys():
             time.sleep(0.2)
-        cpu = {name: _cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
-        db_cpu = (_children_cpu_seconds(postmaster) - db0) if postmaster else None
-        broker_cpu = (_cpu_seconds(broker_pid) - broker0) if broker_pid else None
+        cpu = {name: cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
+        db_cpu = (children_cpu_seconds(postmaster) - db0) if postmaster else None
+        broker_cpu = (cpu_seconds(broker_pid) - broker0) if broker_pid else None
         load_cpu = time.process_time() - self0
         sampler.stop()
         watcher.stop()
 
         with psycopg.connect(url) as conn:
-            row = conn.execute(
-                "SELECT count(*), count(DISTINCT id),"
-                " percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP"
-                "   (ORDER BY extract(epoch FROM committed_at - taken_at)),"
-                " max(extract(epoch FROM committed_at - taken_at)),"
-                " extract(epoch FROM max(committed_at)) FROM reading"
-                " WHERE hub_id LIKE 'bench-hub-%%'").fetchone()
+            total, distinct, (p50, p99), worst, last_commit = stored_latencies(conn)
             overlapping = conn.execute(
                 "SELECT count(*) FROM alert a JOIN alert b ON b.patient_id = a.patient_id"
                 " AND b.rule_id = a.rule_id AND b.id > a.id"
@@ -320,8 +315,7 @@ def run(opts: PipelineOptions, echo: Any = None) -> dict[str, Any]:
                 "SELECT patient_id, count(*) FROM alert WHERE rule_id = %s GROUP BY 1",
                 (RULE,)).fetchall())
             final_backlog = conn.execute("SELECT count(*) FROM evaluation_queue").fetchone()
-        assert row is not None and final_backlog is not None
-        total, distinct, (p50, p99), worst, last_commit = row
+        assert final_backlog is not None
         total, distinct = int(total), int(distinct)
         latencies = [watcher.opened[p] - t for p, t in expected.items() if p in watcher.opened]
         say("raw COPY of the same rows ...")
