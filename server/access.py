@@ -97,14 +97,14 @@ def visible_patients(scope: Scope) -> sql.Composed:
         return sql.SQL(
             "SELECT pt.patient_id FROM patient_team pt JOIN team t ON t.id = pt.team_id"
             " WHERE t.organisation_id = ANY({orgs})"
-            " UNION SELECT a.patient_id FROM alert a JOIN team t ON t.id = a.team_id"
+            " UNION ALL SELECT a.patient_id FROM alert a JOIN team t ON t.id = a.team_id"
             " WHERE t.organisation_id = ANY({orgs}) AND a.patient_id IS NOT NULL"
             " AND a.state = ANY({states})").format(
                 orgs=sql.Literal(list(scope.organisation_ids)),
                 states=sql.Literal(list(ACTIVE_STATES)))
     return sql.SQL(
         "SELECT pt.patient_id FROM patient_team pt WHERE pt.team_id = ANY({teams})"
-        " UNION SELECT a.patient_id FROM alert a WHERE a.team_id = ANY({teams})"
+        " UNION ALL SELECT a.patient_id FROM alert a WHERE a.team_id = ANY({teams})"
         " AND a.patient_id IS NOT NULL AND a.state = ANY({states})").format(
             teams=sql.Literal(scope.team_ids), states=sql.Literal(list(ACTIVE_STATES)))
 
