@@ -33,6 +33,32 @@ def register(app: typer.Typer) -> None:
                             "temperature": temperature, "weight": weight, "glucose": glucose},
                            stored, deteriorating, every, seconds, seed))
 
+    @sim.command("cohort")
+    def cohort(
+        out: Path = typer.Argument(..., help="folder for readings, episodes and patients"),
+        patients: int = typer.Option(500, min=1),
+        days: int = typer.Option(30, min=1),
+        seed: int = typer.Option(7),
+        fmt: str = typer.Option("csv", "--format", help="csv or parquet"),
+    ) -> None:
+        """Write a seeded virtual-ward cohort as CSV or Parquet.
+
+        Every reading, the scripted deteriorations with their ground truth, and each
+        patient's baseline (device_sim.cohort)."""
+        from device_sim.cohort import CohortSpec, generate
+
+        if fmt not in ("csv", "parquet"):
+            raise typer.BadParameter("--format must be csv or parquet")
+        made = generate(CohortSpec(patients=patients, days=days, seed=seed))
+        try:
+            paths = made.write(out, fmt=fmt)
+        except ImportError as err:
+            typer.echo(f"{err}: install the simulator's extras: pip install 'homeward[sim]'",
+                       err=True)
+            raise typer.Exit(2) from None
+        for path in paths:
+            typer.echo(str(path))
+
     @sim.command("devices")
     def devices(
         listen: str = typer.Option(

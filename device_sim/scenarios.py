@@ -69,7 +69,9 @@ class Scenario(Protocol):
         ...
 
 
-def _finish(kind: Kind, values: dict[str, float]) -> dict[str, float]:
+def device_values(kind: Kind, values: dict[str, float]) -> dict[str, float]:
+    """``values`` as the device would report them: at its display resolution (and a cuff's
+    mean arterial pressure derived from systolic and diastolic)."""
     out: dict[str, float] = {}
     for name, value in values.items():
         step = STEP[name]
@@ -96,7 +98,7 @@ class Steady:
     def next_values(self) -> dict[str, float]:
         base = self.baseline or BASELINES[self.kind]
         noisy = {k: v + self._rng.gauss(0.0, NOISE[k] * self.noise_scale) for k, v in base.items()}
-        return _finish(self.kind, noisy)
+        return device_values(self.kind, noisy)
 
 
 @dataclass
@@ -126,4 +128,4 @@ class Deteriorating:
         if progress >= 1.0:  # the target is reached and held: no noise below it
             values = {k: max(v, end[k]) if end[k] >= start[k] else min(v, end[k])
                       for k, v in values.items()}
-        return _finish(self.kind, values)
+        return device_values(self.kind, values)

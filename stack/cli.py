@@ -26,7 +26,7 @@ app.add_typer(bench, name="bench")
 
 #: Modules whose ``register(app)`` adds commands.
 COMMAND_MODULES = ("server.cli", "server.admin_cli", "server.broker_cli", "alerts.cli",
-                   "edge.cli", "device_sim.cli", "stack.demo", "stack.probe",
+                   "edge.cli", "device_sim.cli", "stack.ward_cli", "stack.demo", "stack.probe",
                    "stack.deploy_init", "stack.safety_report")
 #: The benchmark harnesses (left out of the production image): ``register(bench)``.
 BENCH_MODULE = "bench.cli"

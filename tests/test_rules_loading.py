@@ -28,8 +28,8 @@ rules:
 def test_every_shipped_rule_cites_a_source_and_loads():
     rules = load_ruleset().rules
     assert {r.id for r in rules} >= {"bp_severe", "news2", "spo2_low", "hf_weight_change",
-                                     "home_bp_average", "missed_spo2", "hub_offline",
-                                     "battery_low"}
+                                     "home_bp_average", "glucose_low", "missed_spo2",
+                                     "hub_offline", "battery_low"}
     for r in rules:
         assert len(r.source) > 20, r.id
     sources = " ".join(r.source for r in rules)

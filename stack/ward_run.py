@@ -1,0 +1,159 @@
+"""What both ways of running a virtual ward share: the stepped clock, the simulated nurses,
+the wire messages a hub would send, and reading the outcome back from the database.
+
+Time is stepped, not continuous: at each step ``t`` the nurses act on what is due, the
+readings taken in ``(t - step, t]`` arrive, the engine evaluates them with its clock at
+``t``, then the scheduler tick runs at ``t`` (absence rules, escalations).  Both runs do
+exactly that, so on the same cohort they raise the same alerts at the same (step) times.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd  # type: ignore[import-untyped]
+import psycopg
+from psycopg.rows import dict_row
+
+from alerts import store
+from alerts.store import InvalidTransition
+from device_sim.cohort import Cohort, SimPatient, SimReading
+from homeward.wire import DeviceState, HubStatus, Reading
+from stack.ward_world import World, device_address
+
+#: The namespace of the cohort's reading ids (uuid5 of seed, patient, kind, time).
+READING_NAMESPACE = uuid.UUID("6f1d0a5e-2b8e-4b7c-9a51-8d3c1f0e7a21")
+#: What a device with the low-battery fault reports (the rule fires below 20 %).
+LOW_BATTERY = 15
+FULL_BATTERY = 90
+
+
+@dataclass
+class SimClock:
+    """The engine's clock: whatever the run says it is."""
+
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass(frozen=True)
+class Nurses:
+    """The simulated teams' response: every alert that reached a team is acknowledged
+    ``respond_after`` after it opened (by the team's level-0 nurse; a lease that expires
+    is renewed the same way), and one that needs a nurse to close it (a rule without
+    auto-resolve, a system alert) is resolved ``resolve_after`` after it opened."""
+
+    respond_after: timedelta = timedelta(minutes=10)
+    resolve_after: timedelta = timedelta(hours=24)
+
+    def act(self, conn: psycopg.Connection[Any], world: World, now: datetime) -> None:
+        fallback = next(iter(world.nurses.values()))
+        rows = conn.execute(
+            "SELECT id, state, team_id, (rule->>'auto_resolve')::boolean IS TRUE, opened_at"
+            " FROM alert WHERE state IN ('open', 'acknowledged') AND opened_at <= %s"
+            " ORDER BY id", (now - self.respond_after,)).fetchall()
+        for alert_id, state, team, auto, opened in rows:
+            nurse = world.nurses.get(team, fallback)
+            try:
+                if not auto and opened <= now - self.resolve_after:
+                    store.resolve(conn, alert_id, clinician_id=nurse, outcome="other",
+                                  note="virtual ward: reviewed", now=now)
+                elif state == "open":
+                    store.acknowledge(conn, alert_id, clinician_id=nurse, now=now)
+            except InvalidTransition:
+                continue  # closed meanwhile
+
+
+def steps(cohort: Cohort, step: timedelta) -> Iterator[datetime]:
+    t = cohort.spec.start_at + step
+    while t <= cohort.spec.end_at:
+        yield t
+        t += step
+
+
+def reading_id(cohort: Cohort, r: SimReading) -> uuid.UUID:
+    return uuid.uuid5(READING_NAMESPACE,
+                      f"{cohort.spec.seed}:{r.patient}:{r.kind}:{r.taken_at.isoformat()}:{r.why}")
+
+
+def wire_reading(cohort: Cohort, patient: SimPatient, r: SimReading) -> Reading:
+    """The reading as the hub's edge agent would publish it."""
+    return Reading(id=reading_id(cohort, r), kind=r.kind, taken_at=r.taken_at,
+                   device=device_address(patient, r.kind), values=dict(r.values))
+
+
+def hub_status(patient: SimPatient, now: datetime) -> HubStatus:
+    """The hub's status message: online, with each device's battery."""
+    return HubStatus(state="online", ts=now, agent="ward-sim", devices=[
+        DeviceState(address=device_address(patient, kind), kind=kind,
+                    battery=LOW_BATTERY if patient.faults.get(kind) == "low_battery"
+                    else FULL_BATTERY)
+        for kind in patient.devices])
+
+
+def in_step(readings: list[SimReading], start: int,
+            until: datetime) -> tuple[list[SimReading], int]:
+    """The readings from index ``start`` taken at or before ``until`` (sorted input)."""
+    end = start
+    while end < len(readings) and readings[end].taken_at <= until:
+        end += 1
+    return readings[start:end], end
+
+
+ALERT_COLUMNS = ["alert_id", "patient", "rule_id", "category", "severity", "opened_at",
+                 "team_id", "route", "state"]
+EVENT_COLUMNS = ["alert_id", "patient", "rule_id", "event", "at", "severity", "team_id"]
+
+
+@dataclass
+class RunResult:
+    """What a run raised: one row per alert (its highest severity, the team it was routed
+    to when it opened) and every event of each."""
+
+    alerts: pd.DataFrame
+    events: pd.DataFrame
+    readings_stored: int
+    seconds: float
+
+    def signature(self) -> list[tuple[Any, ...]]:
+        """The alerts as comparable tuples: who, which rule, severity, when, which team."""
+        return sorted((r.patient, r.rule_id, r.severity, r.opened_at.isoformat(), r.team_id)
+                      for r in self.alerts.itertuples())
+
+
+def collect(conn: psycopg.Connection[Any], world: World, *, seconds: float) -> RunResult:
+    keys = {v: k for k, v in world.patient_ids.items()}
+    with conn.cursor(row_factory=dict_row) as cur:
+        alerts = cur.execute(
+            "SELECT a.id, a.patient_id, a.rule_id, a.category, a.severity, a.opened_at,"
+            " coalesce(a.route->>'team_id', a.team_id) AS team_id, a.route->>'route' AS route,"
+            " a.state FROM alert a ORDER BY a.opened_at, a.id").fetchall()
+        events = cur.execute(
+            "SELECT e.alert_id, a.patient_id, a.rule_id, e.event, e.at, a.severity, a.team_id"
+            " FROM alert_event e JOIN alert a ON a.id = e.alert_id ORDER BY e.id").fetchall()
+        stored = cur.execute("SELECT count(*) AS n FROM reading").fetchone()
+    alert_rows = [[a["id"], keys.get(a["patient_id"]), a["rule_id"], a["category"],
+                   a["severity"], a["opened_at"], a["team_id"], a["route"], a["state"]]
+                  for a in alerts]
+    event_rows = [[e["alert_id"], keys.get(e["patient_id"]), e["rule_id"], e["event"], e["at"],
+                   e["severity"], e["team_id"]] for e in events]
+    return RunResult(pd.DataFrame(alert_rows, columns=ALERT_COLUMNS),
+                     pd.DataFrame(event_rows, columns=EVENT_COLUMNS),
+                     int(stored["n"]) if stored else 0, seconds)
+
+
+def chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
