@@ -123,6 +123,9 @@ class CohortSpec:
     wrong_clock_share: float = 0.03
     low_battery_share: float = 0.04
     malformed_share: float = 0.02
+    #: Whether patients have care plans: per-patient rule settings (a COPD patient's
+    #: oximetry schedule and own SpO2 limits, see stack.ward_world).
+    care_plans: bool = True
 
     @property
     def start_at(self) -> datetime:

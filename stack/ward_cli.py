@@ -43,6 +43,10 @@ def register(app: typer.Typer) -> None:
             "--live", help="through virtual devices, edge agents, a broker and the ingest "
                            "(small cohorts) instead of straight into the ingest's writer")
                         ] = False,
+        care_plans: Annotated[bool, typer.Option(
+            "--care-plans/--no-care-plans",
+            help="per-patient settings: COPD patients' oximetry schedule (missed readings) "
+                 "and own SpO2 limits (88-92 %% target)")] = True,
         compare: Annotated[Path | None, typer.Option(
             "--compare", help="a second rule file, run on the same cohort, side by side")
                            ] = None,
@@ -70,7 +74,8 @@ def register(app: typer.Typer) -> None:
         ruleset = load_ruleset(rules)
         routing = load_routing(routes)
         began = time.monotonic()
-        cohort = generate(CohortSpec(patients=patients, days=days, seed=seed, start=first))
+        cohort = generate(CohortSpec(patients=patients, days=days, seed=seed, start=first,
+                                    care_plans=care_plans))
         say = _stderr
         say(f"cohort: {patients} patients, {days} days, seed {seed}: {len(cohort.readings):,}"
             f" readings, {len(cohort.episodes)} deteriorations")
@@ -107,12 +112,13 @@ def _run(cohort: Any, ruleset: Any, routing: Any, step: timedelta, live: bool,
 
     total = cohort.spec.days
     last = [-1]
+    began = time.monotonic()
 
     def progress(now: datetime, _: int) -> None:
         day = int((now - cohort.spec.start_at) / timedelta(days=1))
         if day != last[0] and (day % max(1, total // 10) == 0 or day == total):
             last[0] = day
-            say(f"  day {day}/{total}")
+            say(f"  day {day}/{total} ({time.monotonic() - began:.0f} s)")
 
     if live:
         return run_live(cohort, ruleset, routing, step=step, progress=progress)

@@ -56,7 +56,6 @@ def detections(cohort: Cohort, run: RunResult, ruleset: RuleSet,
     rules = {r.id: r for r in ruleset.rules}
     ev = run.events
     ev = ev[ev["event"].isin(ALERTING_EVENTS) & ev["rule_id"].isin(clinical)]
-    alerts = run.alerts.set_index("alert_id")
     rows = []
     for e in cohort.episodes:
         mine = ev[(ev["patient"] == e.patient) & (ev["at"] >= e.onset) & (ev["at"] < e.harm)]
@@ -66,17 +65,17 @@ def detections(cohort: Cohort, run: RunResult, ruleset: RuleSet,
                                "rules": ",".join(sorted(set(mine["rule_id"])))}
         if not mine.empty:
             first = mine.iloc[0]
-            alert = alerts.loc[first["alert_id"]]
             at: datetime = first["at"]
             patient = cohort.patient(e.patient)
             care = tuple((TEAMS[k], k) for k in patient.care_teams)
             rule = rules[first["rule_id"]]
-            expected = routing.route(AlertFacts(care, str(alert["severity"]), at,
+            expected = routing.route(AlertFacts(care, str(first["severity"]), at,
                                                 dict(rule.labels), rule.id))[0].team_id
-            row.update({"first_rule": first["rule_id"], "alerted_at": at,
+            row.update({"first_rule": first["rule_id"], "severity": first["severity"],
+                        "alerted_at": at,
                         "hours_to_alert": (at - e.onset).total_seconds() / 3600,
-                        "team_id": alert["team_id"], "expected_team": expected,
-                        "right_team": alert["team_id"] == expected,
+                        "team_id": first["team_id"], "expected_team": expected,
+                        "right_team": first["team_id"] == expected,
                         "in_hours": routing.in_schedule("in_hours", at)})
         rows.append(row)
     return pd.DataFrame(rows)

@@ -107,14 +107,15 @@ def in_step(readings: list[SimReading], start: int,
 
 
 ALERT_COLUMNS = ["alert_id", "patient", "rule_id", "category", "severity", "opened_at",
-                 "team_id", "route", "state"]
+                 "team_id", "state"]
 EVENT_COLUMNS = ["alert_id", "patient", "rule_id", "event", "at", "severity", "team_id"]
 
 
 @dataclass
 class RunResult:
-    """What a run raised: one row per alert (its highest severity, the team it was routed
-    to when it opened) and every event of each."""
+    """What a run raised: one row per alert (the severity and team it opened with) and
+    every event of each (for an opening or a severity raise: the severity then, and the
+    team it was routed to then)."""
 
     alerts: pd.DataFrame
     events: pd.DataFrame
@@ -122,27 +123,46 @@ class RunResult:
     seconds: float
 
     def signature(self) -> list[tuple[Any, ...]]:
-        """The alerts as comparable tuples: who, which rule, severity, when, which team."""
-        return sorted((r.patient, r.rule_id, r.severity, r.opened_at.isoformat(), r.team_id)
-                      for r in self.alerts.itertuples())
+        """The alerts and their raises as comparable tuples: who, which rule, what, when,
+        which severity and team."""
+        return sorted((r.patient, r.rule_id, r.event, r.at.isoformat(), r.severity, r.team_id)
+                      for r in self.events.itertuples()
+                      if r.event in ("opened", "severity_raised"))
 
 
 def collect(conn: psycopg.Connection[Any], world: World, *, seconds: float) -> RunResult:
     keys = {v: k for k, v in world.patient_ids.items()}
     with conn.cursor(row_factory=dict_row) as cur:
         alerts = cur.execute(
-            "SELECT a.id, a.patient_id, a.rule_id, a.category, a.severity, a.opened_at,"
-            " coalesce(a.route->>'team_id', a.team_id) AS team_id, a.route->>'route' AS route,"
-            " a.state FROM alert a ORDER BY a.opened_at, a.id").fetchall()
+            "SELECT id, patient_id, rule_id, category, severity, opened_at, team_id, state"
+            " FROM alert"
+            " ORDER BY opened_at, id").fetchall()
         events = cur.execute(
-            "SELECT e.alert_id, a.patient_id, a.rule_id, e.event, e.at, a.severity, a.team_id"
+            "SELECT e.alert_id, a.patient_id, a.rule_id, e.event, e.at, e.detail"
             " FROM alert_event e JOIN alert a ON a.id = e.alert_id ORDER BY e.id").fetchall()
         stored = cur.execute("SELECT count(*) AS n FROM reading").fetchone()
-    alert_rows = [[a["id"], keys.get(a["patient_id"]), a["rule_id"], a["category"],
-                   a["severity"], a["opened_at"], a["team_id"], a["route"], a["state"]]
-                  for a in alerts]
-    event_rows = [[e["alert_id"], keys.get(e["patient_id"]), e["rule_id"], e["event"], e["at"],
-                   e["severity"], e["team_id"]] for e in events]
+    event_rows = []
+    opened: dict[int, tuple[str | None, str | None]] = {}
+    pending: dict[int, list[Any]] = {}  # a raise waiting for the team it is re-routed to
+    for e in events:
+        detail = e["detail"] or {}
+        row = [e["alert_id"], keys.get(e["patient_id"]), e["rule_id"], e["event"], e["at"],
+               None, None]
+        if e["event"] == "opened":
+            row[5], row[6] = detail.get("severity"), detail.get("team_id")
+            opened[e["alert_id"]] = (row[5], row[6])
+        elif e["event"] == "severity_raised":
+            row[5] = detail.get("to")
+            pending[e["alert_id"]] = row
+        elif e["event"] == "notified" and e["alert_id"] in pending:
+            pending.pop(e["alert_id"])[6] = detail.get("team_id")
+        event_rows.append(row)
+    alert_rows = []
+    for a in alerts:
+        severity, team = opened.get(a["id"], (None, None))
+        alert_rows.append([a["id"], keys.get(a["patient_id"]), a["rule_id"], a["category"],
+                           severity or a["severity"], a["opened_at"], team or a["team_id"],
+                           a["state"]])
     return RunResult(pd.DataFrame(alert_rows, columns=ALERT_COLUMNS),
                      pd.DataFrame(event_rows, columns=EVENT_COLUMNS),
                      int(stored["n"]) if stored else 0, seconds)

@@ -54,18 +54,34 @@ def device_address(patient: SimPatient, kind: Kind) -> str:
     return f"D0:0D:{patient.number // 256:02X}:{patient.number % 256:02X}:00:{index:02X}"
 
 
+#: A COPD patient's personal SpO2 limits: the shipped spo2_low rule says such patients
+#: need their own, and BTS 2017 (O'Driscoll et al., Thorax 2017;72:i1-i90) gives 88-92 %
+#: as the target range of those at risk of hypercapnic failure: amber at 91 % or less,
+#: red at 88 % or less, cleared by two readings of 92 % or more.
+COPD_SPO2_LIMITS: dict[str, Any] = {
+    "levels": {"amber": {"metric": "spo2", "op": "<=", "value": 91},
+               "red": {"metric": "spo2", "op": "<=", "value": 88}},
+    "clear": {"metric": "spo2", "op": ">=", "value": 92},
+}
+
+
 def personal_settings(patient: SimPatient) -> list[dict[str, Any]]:
     """The care plan's rule settings for ``patient``: a COPD patient's oximetry schedule
-    switches on the missed-reading rule (off by default, see alerts/rules/default.yaml)."""
-    if patient.condition == "copd":
-        return [{"rule_id": "missed_spo2", "enabled": True,
-                 "params": {"at": list(patient.schedule[Kind.SPO2])},
-                 "note": "virtual ward: oximetry three times a day"}]
-    return []
+    switches on the missed-reading rule (off by default, see alerts/rules/default.yaml),
+    and their SpO2 limits are their own."""
+    if patient.condition != "copd":
+        return []
+    return [{"rule_id": "missed_spo2", "enabled": True,
+             "params": {"at": list(patient.schedule[Kind.SPO2])},
+             "note": "virtual ward: oximetry three times a day"},
+            {"rule_id": "spo2_low", "enabled": True, "params": COPD_SPO2_LIMITS,
+             "note": "virtual ward: COPD target range 88-92 % (BTS 2017)"}]
 
 
 def seed_world(conn: psycopg.Connection[Any], cohort: Cohort, ruleset: RuleSet) -> World:
-    """Write the world for ``cohort`` (one transaction)."""
+    """Write the world for ``cohort`` (one transaction); the care plans' settings only when
+    the cohort has them, and only for rules in ``ruleset``."""
+    known = {r.id for r in ruleset.rules} if cohort.spec.care_plans else set()
     world = World()
     start = cohort.spec.start_at
     since = start - timedelta(days=1)
@@ -97,6 +113,8 @@ def seed_world(conn: psycopg.Connection[Any], cohort: Cohort, ruleset: RuleSet) 
             world.hubs[patient.key] = hub_id(patient)
             world.care_teams[pid] = tuple((TEAMS[k], k) for k in patient.care_teams)
             for setting in personal_settings(patient):
+                if setting["rule_id"] not in known:
+                    continue
                 set_patient_rule(conn, patient_id=pid, rule_id=setting["rule_id"],
                                  enabled=setting["enabled"], params=setting["params"],
                                  set_by=None, valid_from=since, note=setting["note"],
