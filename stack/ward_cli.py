@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
         start: Annotated[str | None, typer.Option(
             help="first day (ISO date, local midnight; default 2026-11-02, a Monday)")] = None,
         step: Annotated[str, typer.Option(
-            help="the simulated clock's step: the engine and tick run once per step")] = "15m",
+            help="the simulated clock's step: the engine and tick run once per step")] = "30m",
         live: Annotated[bool, typer.Option(
             "--live", help="through virtual devices, edge agents, a broker and the ingest "
                            "(small cohorts) instead of straight into the ingest's writer")
@@ -149,7 +149,12 @@ def _print(report: dict[str, Any], other: dict[str, Any] | None) -> None:
     head.add_row("cohort", f"{c['patients']} patients x {c['days']} days, seed {c['seed']}, "
                            f"{c['readings']:,} readings, {c['episodes']} deteriorations")
     head.add_row("sensitivity", _pct(report["sensitivity"]))
-    head.add_row("false clinical alerts / patient-day", str(report["false_alerts_per_patient_day"]))
+    head.add_row("false amber/red alerts / patient-day",
+                 str(report["false_alerts_per_patient_day"]))
+    head.add_row("false info alerts / patient-day",
+                 str(report["false_info_alerts_per_patient_day"]))
+    head.add_row("adherence and equipment alerts / patient-day",
+                 str(report["adherence_and_equipment_alerts_per_patient_day"]))
     head.add_row("all alerts / patient-day", str(report["all_alerts_per_patient_day"]))
     console.print(head)
     scen = Table(title="Per scenario")

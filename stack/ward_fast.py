@@ -27,6 +27,7 @@ from homeward.wire import encode_readings, readings_topic, status_topic
 from server.ingest_rows import Prepared, prepare
 from server.ingest_writer import BatchWriter
 from stack.ward_run import (
+    DEFAULT_STEP,
     Nurses,
     RunResult,
     SimClock,
@@ -42,7 +43,7 @@ Progress = Callable[[datetime, int], None]
 
 
 def run_fast(url: str, cohort: Cohort, ruleset: RuleSet, routing: RoutingTree, *,
-             step: timedelta = timedelta(minutes=15), nurses: Nurses | None = None,
+             step: timedelta = DEFAULT_STEP, nurses: Nurses | None = None,
              progress: Progress | None = None) -> RunResult:
     """Run ``cohort`` on the migrated, empty database at ``url``."""
     nurses = nurses or Nurses()

@@ -50,7 +50,16 @@ from server.migrate import migrate
 from stack.services import MosquittoServer, PostgresServer
 from stack.services.mosquitto import default_acl
 from stack.ward_fast import Progress
-from stack.ward_run import LOW_BATTERY, Nurses, RunResult, SimClock, collect, in_step, steps
+from stack.ward_run import (
+    DEFAULT_STEP,
+    LOW_BATTERY,
+    Nurses,
+    RunResult,
+    SimClock,
+    collect,
+    in_step,
+    steps,
+)
 from stack.ward_world import device_address, hub_id, seed_world
 
 T = TypeVar("T")
@@ -106,7 +115,7 @@ def _device_time(device: VirtualPeripheral, at: datetime) -> datetime:
 
 
 def run_live(cohort: Cohort, ruleset: RuleSet, routing: RoutingTree, *,
-             step: timedelta = timedelta(minutes=15), nurses: Nurses | None = None,
+             step: timedelta = DEFAULT_STEP, nurses: Nurses | None = None,
              progress: Progress | None = None, workdir: Path | None = None) -> RunResult:
     """Start the private servers and the homes, run ``cohort``, stop everything."""
     if cohort.spec.start_at < datetime.now(cohort.spec.start_at.tzinfo) - timedelta(days=399):

@@ -11,8 +11,9 @@ Definitions (docs/clinical-evaluation.md says why):
 - The **right team** is the one the routing tree names for the alert at that time (the
   patient's care teams, the severity, the hour); in and out of hours are counted apart.
 - A **false alert** is an alert that opened outside every episode of its patient (from
-  onset to the end of recovery).  Equipment and adherence alerts are counted, per rule,
-  but not in the false clinical alert rate.
+  onset to the end of recovery).  The false alert rate counts the clinical rules' amber
+  and red alerts (the ones a nurse must act on); their info alerts (review-only) and the
+  equipment and adherence rules' alerts are counted apart, and per rule.
 - **Workload** is alerts opened per team per day, every rule included.
 """
 
@@ -132,7 +133,11 @@ def evaluate(cohort: Cohort, run: RunResult, ruleset: RuleSet,
                 ((false["rule_id"] == rule).sum() if len(false) else 0) / patient_days, 4),
             "clinical": rule in clinical,
         }
-    clinical_false = int(false["rule_id"].isin(clinical).sum()) if len(false) else 0
+    clinical_false = false_info = 0
+    if len(false):
+        mine = false[false["rule_id"].isin(clinical)]
+        clinical_false = int((mine["severity"] != "info").sum())
+        false_info = int((mine["severity"] == "info").sum())
     workload = {team: _round(n / cohort.spec.days, 2) for team, n in
                 sorted(alerts.groupby("team_id").size().items())} if len(alerts) else {}
     total = len(det)
@@ -145,6 +150,10 @@ def evaluate(cohort: Cohort, run: RunResult, ruleset: RuleSet,
         "alerts": len(alerts),
         "sensitivity": _round(hit_all / total, 3) if total else None,
         "false_alerts_per_patient_day": _round(clinical_false / patient_days, 4),
+        "false_info_alerts_per_patient_day": _round(false_info / patient_days, 4),
+        "adherence_and_equipment_alerts_per_patient_day": _round(
+            int((~alerts["rule_id"].isin(clinical)).sum()) / patient_days if len(alerts)
+            else 0, 4),
         "all_alerts_per_patient_day": _round(len(alerts) / patient_days, 4),
         "alerts_per_team_per_day": workload,
         "scenarios": scenarios,
@@ -162,8 +171,11 @@ def _share(hit: pd.DataFrame, in_hours: bool) -> float | None:
 def compare(a: Mapping[str, Any], b: Mapping[str, Any]) -> pd.DataFrame:
     """Two reports side by side: the headline figures and each scenario's."""
     rows = [("sensitivity", a["sensitivity"], b["sensitivity"]),
-            ("false alerts / patient-day", a["false_alerts_per_patient_day"],
+            ("false amber/red alerts / patient-day", a["false_alerts_per_patient_day"],
              b["false_alerts_per_patient_day"]),
+            ("adherence and equipment alerts / patient-day",
+             a["adherence_and_equipment_alerts_per_patient_day"],
+             b["adherence_and_equipment_alerts_per_patient_day"]),
             ("all alerts / patient-day", a["all_alerts_per_patient_day"],
              b["all_alerts_per_patient_day"])]
     for name in sorted(set(a["scenarios"]) | set(b["scenarios"])):

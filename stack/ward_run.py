@@ -25,6 +25,9 @@ from device_sim.cohort import Cohort, SimPatient, SimReading
 from homeward.wire import DeviceState, HubStatus, Reading
 from stack.ward_world import World, device_address
 
+#: The simulated clock's step: a reading's alert opens at the end of the step it was
+#: taken in, and the scheduler tick runs once a step.
+DEFAULT_STEP = timedelta(minutes=30)
 #: The namespace of the cohort's reading ids (uuid5 of seed, patient, kind, time).
 READING_NAMESPACE = uuid.UUID("6f1d0a5e-2b8e-4b7c-9a51-8d3c1f0e7a21")
 #: What a device with the low-battery fault reports (the rule fires below 20 %).

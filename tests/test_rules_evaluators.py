@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from alerts.errors import RuleError
 from alerts.evaluators import evaluate
 from alerts.model import Severity, WindowReading
 from alerts.ruleset import load_ruleset, parse_ruleset
@@ -198,6 +199,31 @@ def test_missed_reading(now_h, readings_h, expected):
                  for h in readings_h], monitored_since=day - timedelta(days=3))
     f = evaluate(_missed_rule(), window, day + timedelta(hours=now_h))
     assert verdict(f) == expected
+
+
+@pytest.mark.parametrize(("now_h", "readings_h", "expected"), [
+    (21.0, [], "amber"),                     # 08:00 and 20:00 both missed
+    (21.0, [8.1], "clear"),                  # only 20:00 missed: one slot is not two
+    (9.0, [-3.5], "clear"),                  # yesterday 20:00 met (taken 20:30)
+    (9.0, [-6.5], "amber"),                  # 17:30: too early for 20:00; 08:00 missed
+    (21.0, [20.6], "clear"),                 # late for 20:00 but received: clears
+])
+def test_missed_reading_consecutive_slots(now_h, readings_h, expected):
+    rule = rule_from('{at: ["08:00", "20:00"], grace: 1h, early: 2h, consecutive: 2}',
+                     kind="missed_reading")
+    day = datetime(2026, 11, 23, tzinfo=UTC)
+    window = W(*[WindowReading(f"m{h}", "spo2", day + timedelta(hours=h), {"spo2": 97})
+                 for h in readings_h], monitored_since=day - timedelta(days=3))
+    f = evaluate(rule, window, day + timedelta(hours=now_h))
+    assert verdict(f) == expected
+    if expected == "amber":
+        assert "last 2 slots" in f.summary
+
+
+@pytest.mark.parametrize("value", [0, 2.5, "2", 100])
+def test_missed_reading_consecutive_must_be_a_sensible_count(value):
+    with pytest.raises(RuleError, match="consecutive"):
+        rule_from(f'{{at: ["08:00"], consecutive: {value!r}}}', kind="missed_reading")
 
 
 def test_missed_reading_slot_is_local_time_in_summer():
