@@ -158,12 +158,13 @@ def _print(report: dict[str, Any], other: dict[str, Any] | None) -> None:
     head.add_row("all alerts / patient-day", str(report["all_alerts_per_patient_day"]))
     console.print(head)
     scen = Table(title="Per scenario")
-    for col in ("scenario", "episodes", "sensitivity", "median h", "p90 h",
-                "right team in hours", "out of hours", "caught by"):
+    for col in ("scenario", "episodes", "sensitivity", "median h to alert", "p90 h",
+                "median h before harm", "right team in hours", "out of hours", "caught by"):
         scen.add_column(col)
     for name, s in report["scenarios"].items():
         scen.add_row(name, str(s["episodes"]), _pct(s["sensitivity"]),
                      _num(s["median_hours_to_alert"]), _num(s["p90_hours_to_alert"]),
+                     _num(s["median_hours_before_harm"]),
                      _pct(s["right_team_in_hours"]), _pct(s["right_team_out_of_hours"]),
                      ", ".join(f"{r} {_pct(v)}" for r, v in s["sensitivity_by_rule"].items()))
     console.print(scen)

@@ -7,7 +7,7 @@ Definitions (docs/clinical-evaluation.md says why):
 - An episode (a scripted deterioration) is **alerted** when, between its onset and its
   harm time, an alert for that patient from a clinical rule (not an equipment or adherence
   rule) opened or was raised to a higher severity: either reaches a team.
-- **Time to alert** is from onset to that first event.
+- **Time to alert** is from onset to that first event; the **lead** is from it to harm.
 - The **right team** is the one the routing tree names for the alert at that time (the
   patient's care teams, the severity, the hour); in and out of hours are counted apart.
 - A **false alert** is an alert that opened outside every episode of its patient (from
@@ -68,13 +68,16 @@ def detections(cohort: Cohort, run: RunResult, ruleset: RuleSet,
             first = mine.iloc[0]
             at: datetime = first["at"]
             patient = cohort.patient(e.patient)
-            care = tuple((TEAMS[k], k) for k in patient.care_teams)
+            # in the engine's order (alerts.notify care_teams: by team id): "$care_team"
+            # falls back to the first of them
+            care = tuple(sorted((TEAMS[k], k) for k in patient.care_teams))
             rule = rules[first["rule_id"]]
             expected = routing.route(AlertFacts(care, str(first["severity"]), at,
                                                 dict(rule.labels), rule.id))[0].team_id
             row.update({"first_rule": first["rule_id"], "severity": first["severity"],
                         "alerted_at": at,
                         "hours_to_alert": (at - e.onset).total_seconds() / 3600,
+                        "hours_before_harm": (e.harm - at).total_seconds() / 3600,
                         "team_id": first["team_id"], "expected_team": expected,
                         "right_team": first["team_id"] == expected,
                         "in_hours": routing.in_schedule("in_hours", at)})
@@ -108,6 +111,7 @@ def evaluate(cohort: Cohort, run: RunResult, ruleset: RuleSet,
         rows = det[det["scenario"] == name]
         hit = rows[rows["alerted"]]
         hours = [float(h) for h in hit["hours_to_alert"]] if len(hit) else []
+        lead = [float(h) for h in hit["hours_before_harm"]] if len(hit) else []
         by_rule = {}
         for rule in sorted(clinical):
             caught = sum(rule in str(r).split(",") for r in rows["rules"])
@@ -118,6 +122,7 @@ def evaluate(cohort: Cohort, run: RunResult, ruleset: RuleSet,
             "sensitivity": _round(len(hit) / len(rows), 3) if len(rows) else None,
             "median_hours_to_alert": _round(_quantile(hours, 0.5)),
             "p90_hours_to_alert": _round(_quantile(hours, 0.9)),
+            "median_hours_before_harm": _round(_quantile(lead, 0.5)),
             "right_team_in_hours": _share(hit, True),
             "right_team_out_of_hours": _share(hit, False),
             "sensitivity_by_rule": by_rule,

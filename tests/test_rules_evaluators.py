@@ -201,6 +201,7 @@ def test_missed_reading(now_h, readings_h, expected):
     assert verdict(f) == expected
 
 
+@pytest.mark.hazard("H-013")
 @pytest.mark.parametrize(("now_h", "readings_h", "expected"), [
     (21.0, [], "amber"),                     # 08:00 and 20:00 both missed
     (21.0, [8.1], "clear"),                  # only 20:00 missed: one slot is not two
