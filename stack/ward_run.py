@@ -10,7 +10,7 @@ exactly that, so on the same cohort they raise the same alerts at the same (step
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -170,13 +170,3 @@ def collect(conn: psycopg.Connection[Any], world: World, *, seconds: float) -> R
                      pd.DataFrame(event_rows, columns=EVENT_COLUMNS),
                      int(stored["n"]) if stored else 0, seconds)
 
-
-def chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

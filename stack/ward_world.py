@@ -38,10 +38,6 @@ class World:
     patient_ids: dict[str, int] = field(default_factory=dict)     # cohort key -> patient.id
     hubs: dict[str, str] = field(default_factory=dict)            # cohort key -> hub id
     nurses: dict[str, int] = field(default_factory=dict)          # team id -> clinician id
-    care_teams: dict[int, tuple[tuple[str, str], ...]] = field(default_factory=dict)
-
-    def key_of(self, patient_id: int) -> str:
-        return next(k for k, v in self.patient_ids.items() if v == patient_id)
 
 
 def hub_id(patient: SimPatient) -> str:
@@ -111,7 +107,6 @@ def seed_world(conn: psycopg.Connection[Any], cohort: Cohort, ruleset: RuleSet) 
             pid = _add_patient(conn, patient, since)
             world.patient_ids[patient.key] = pid
             world.hubs[patient.key] = hub_id(patient)
-            world.care_teams[pid] = tuple((TEAMS[k], k) for k in patient.care_teams)
             for setting in personal_settings(patient):
                 if setting["rule_id"] not in known:
                     continue
