@@ -75,6 +75,9 @@ class Coded:
     also_loinc: tuple[str, ...] = ()
 
 
+#: Id suffix of the heart-rate Observation derived from a reading's pulse rate.
+PULSE: Final = "pulse"
+
 #: The one table of MDC codes, per (kind, metric) of homeward.kinds.METRICS.  Pulse rate
 #: has a different MDC code from a cuff (MDC_PULS_RATE_NON_INV) and from an oximeter
 #: (MDC_PULS_OXIM_PULS_RATE); both are LOINC 8867-4 Heart rate (fhir.md 5.1).
@@ -83,12 +86,12 @@ CODES: Final[dict[tuple[Kind, str], Coded]] = {
     (Kind.BLOOD_PRESSURE, "systolic"): Coded("150021", "Systolic blood pressure"),
     (Kind.BLOOD_PRESSURE, "diastolic"): Coded("150022", "Diastolic blood pressure"),
     (Kind.BLOOD_PRESSURE, "mean_arterial"): Coded("150023", "Mean blood pressure"),
-    (Kind.BLOOD_PRESSURE, "pulse_rate"): Coded("149546", "Pulse rate", "heartrate", "pulse"),
+    (Kind.BLOOD_PRESSURE, "pulse_rate"): Coded("149546", "Pulse rate", "heartrate", PULSE),
     # MDC_PULS_OXIM_SAT_O2.  The R4 oxygensat profile fixes LOINC 2708-6; 59408-5 (by
     # pulse oximetry, kinds.py) is the more specific code US Core also requires.
     (Kind.SPO2, "spo2"): Coded("150456", "Oxygen saturation", "oxygensat",
                                also_loinc=("2708-6",)),
-    (Kind.SPO2, "pulse_rate"): Coded("149530", "Pulse rate", "heartrate", "pulse"),
+    (Kind.SPO2, "pulse_rate"): Coded("149530", "Pulse rate", "heartrate", PULSE),
     # MDC_PULS_OXIM_PERF_REL = 2 x 65536 + 19376.  No LOINC in kinds.py: MDC only.
     (Kind.SPO2, "perfusion_index"): Coded("150448", "Perfusion index"),
     (Kind.TEMPERATURE, "body_temperature"): Coded("150364", "Body temperature", "bodytemp"),
