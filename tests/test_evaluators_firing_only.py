@@ -29,6 +29,8 @@ def _values(kind: str, rng: random.Random) -> dict[str, float]:
         return {"body_temperature": rng.choice([34.9, 35.5, 36.8, 38.4, 39.2])}
     if kind == "respiratory_rate":
         return {"respiratory_rate": rng.choice([7, 10, 16, 22, 26])}
+    if kind == "glucose":
+        return {"blood_glucose": rng.choice([2.6, 3.4, 3.9, 4.0, 5.5, 8.0])}
     return {"body_weight": round(rng.uniform(68.0, 73.0), 1)}
 
 
