@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import orjson
@@ -29,17 +28,15 @@ from server.ingest_writer import BatchWriter
 from stack.ward_run import (
     DEFAULT_STEP,
     Nurses,
+    Progress,
     RunResult,
     SimClock,
     collect,
     hub_status,
-    in_step,
-    steps,
+    run_steps,
     wire_reading,
 )
 from stack.ward_world import World, seed_world
-
-Progress = Callable[[datetime, int], None]
 
 
 def run_fast(url: str, cohort: Cohort, ruleset: RuleSet, routing: RoutingTree, *,
@@ -53,20 +50,14 @@ def run_fast(url: str, cohort: Cohort, ruleset: RuleSet, routing: RoutingTree, *
     with psycopg.connect(url, autocommit=True) as conn, contextlib.closing(writer):
         world = seed_world(conn, cohort, ruleset)
         service = AlertService(ruleset, routing, clock=clock)
-        readings = [r for r in cohort.readings if not r.malformed]
-        index = 0
-        first = True
-        for now in steps(cohort, step):
-            clock.now = now
-            nurses.act(conn, world, now)
-            taken, index = in_step(readings, index, now)
-            writer.write(_messages(cohort, world, taken, now, first))
-            first = False
-            while service.engine.process_batch(conn).readings:
-                pass
-            service.tick_timers(conn, now)
-            if progress is not None:
-                progress(now, index)
+        first_step = cohort.spec.start_at + step
+
+        def deliver(taken: list[SimReading], now: datetime) -> None:
+            writer.write(_messages(cohort, world, [r for r in taken if not r.malformed], now,
+                                   first=now == first_step))
+
+        run_steps(conn, cohort, world, service, clock, step=step, nurses=nurses,
+                  deliver=deliver, progress=progress)
         return collect(conn, world, seconds=time.monotonic() - began)
 
 

@@ -49,16 +49,15 @@ from server.ingest import Ingest, IngestConfig
 from server.migrate import migrate
 from stack.services import MosquittoServer, PostgresServer
 from stack.services.mosquitto import default_acl
-from stack.ward_fast import Progress
 from stack.ward_run import (
     DEFAULT_STEP,
     LOW_BATTERY,
     Nurses,
+    Progress,
     RunResult,
     SimClock,
     collect,
-    in_step,
-    steps,
+    run_steps,
 )
 from stack.ward_world import device_address, hub_id, seed_world
 
@@ -166,22 +165,16 @@ def _run(root: Path, url: str, cohort: Cohort, ruleset: RuleSet, routing: Routin
                 loop.run(agent.start())
             _wait_batteries(conn, cohort)
             service = AlertService(ruleset, routing, clock=clock)
-            readings = cohort.readings
-            index = 0
-            expected = 0
-            for now in steps(cohort, step):
-                clock.now = now
-                nurses.act(conn, world, now)
-                taken, index = in_step(readings, index, now)
+            expected = [0]
+
+            def deliver(taken: list[SimReading], now: datetime) -> None:
                 if taken:
                     loop.run(_take(devices, taken))
-                    expected += sum(not r.malformed for r in taken)
-                    _wait_stored(conn, expected, now)
-                while service.engine.process_batch(conn).readings:
-                    pass
-                service.tick_timers(conn, now)
-                if progress is not None:
-                    progress(now, index)
+                    expected[0] += sum(not r.malformed for r in taken)
+                    _wait_stored(conn, expected[0], now)
+
+            run_steps(conn, cohort, world, service, clock, step=step, nurses=nurses,
+                      deliver=deliver, progress=progress)
             return collect(conn, world, seconds=time.monotonic() - began)
     finally:
         for agent in agents:

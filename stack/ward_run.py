@@ -10,7 +10,7 @@ exactly that, so on the same cohort they raise the same alerts at the same (step
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,6 +20,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from alerts import store
+from alerts.service import AlertService
 from alerts.store import InvalidTransition
 from device_sim.cohort import Cohort, SimPatient, SimReading
 from homeward.wire import DeviceState, HubStatus, Reading
@@ -71,6 +72,30 @@ class Nurses:
                     store.acknowledge(conn, alert_id, clinician_id=nurse, now=now)
             except InvalidTransition:
                 continue  # closed meanwhile
+
+
+#: Makes the readings of one step arrive (stored, and queued for evaluation) by ``now``.
+Deliver = Callable[[list[SimReading], datetime], None]
+Progress = Callable[[datetime, int], None]
+
+
+def run_steps(conn: psycopg.Connection[Any], cohort: Cohort, world: World,
+              service: AlertService, clock: SimClock, *, step: timedelta, nurses: Nurses,
+              deliver: Deliver, progress: Progress | None = None) -> None:
+    """The one loop both runs share, so that they agree: at each step the nurses act, the
+    step's readings arrive (``deliver``: the fast or the live way), the engine drains the
+    queue with its clock at the step, then the tick runs."""
+    index = 0
+    for now in steps(cohort, step):
+        clock.now = now
+        nurses.act(conn, world, now)
+        taken, index = in_step(cohort.readings, index, now)
+        deliver(taken, now)
+        while service.engine.process_batch(conn).readings:
+            pass
+        service.tick_timers(conn, now)
+        if progress is not None:
+            progress(now, index)
 
 
 def steps(cohort: Cohort, step: timedelta) -> Iterator[datetime]:
