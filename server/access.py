@@ -5,7 +5,9 @@ team (``patient_team``); an admin sees every patient whose care team includes
 a team of her organisation.  Alerts, readings, notes, timelines, series and
 exports follow the patient; a system alert (no patient) follows its team.
 An alert routed to a team outside the care team (out of hours, a fallback) is
-seen by that team, and its patient while the alert is active.
+seen by that team, and its patient while the alert is active.  A system client
+(role ``system``: a GP system's FHIR client) sees what an admin of its organisation
+sees, through ``/fhir`` only, read-only.
 Hubs and the quarantine (raw payloads may hold patient data) are admin-only.
 
 Everything here is pure SQL composition over a :class:`Scope`; the API turns
@@ -56,6 +58,12 @@ class Scope:
     def is_admin(self) -> bool:
         return self.role == "admin"
 
+    @property
+    def organisation_wide(self) -> bool:
+        """Sees every patient of its organisations: an admin, or a system client (a
+        FHIR client of a GP system or shared care record, read-only, ``/fhir`` only)."""
+        return self.role in ("admin", "system")
+
     def require_admin(self) -> None:
         if not self.is_admin:
             raise RoleRequired("this needs the admin role")
@@ -93,7 +101,7 @@ def visible_patients(scope: Scope) -> sql.Composed:
     her teams: routing sends alerts to teams that are not on the care team (the
     out-of-hours service at night, a fallback team), whose nurses must be able to
     open the record to act on them.  That access ends when the alert is resolved."""
-    if scope.is_admin:
+    if scope.organisation_wide:
         return sql.SQL(
             "SELECT pt.patient_id FROM patient_team pt JOIN team t ON t.id = pt.team_id"
             " WHERE t.organisation_id = ANY({orgs})"
@@ -111,7 +119,7 @@ def visible_patients(scope: Scope) -> sql.Composed:
 
 def visible_teams(scope: Scope) -> sql.Composed:
     """``SELECT id FROM team ...`` of the teams whose system alerts the scope sees."""
-    if scope.is_admin:
+    if scope.organisation_wide:
         return sql.SQL("SELECT id FROM team WHERE organisation_id = ANY({})").format(
             sql.Literal(list(scope.organisation_ids)))
     return sql.SQL("SELECT unnest({}::text[])").format(sql.Literal(scope.team_ids))

@@ -284,6 +284,25 @@ def create_clinician(conn: Conn, *, username: str, display_name: str,
     return NewClinician(clinician_id, token)
 
 
+def create_system_client(conn: Conn, *, username: str, display_name: str,
+                         organisation_id: int) -> NewClinician:
+    """A system client (role ``system``): the FHIR API's bearer token of a GP system or a
+    shared care record, reading what an admin of ``organisation_id`` sees, read-only and
+    under ``/fhir`` only (server.access, server.api.scope).  It has no password and no
+    team; rotate and deactivate it as a clinician."""
+    if not username.strip() or not display_name.strip():
+        raise Invalid("a system client needs a username and a display name")
+    token = new_api_token()
+    with refusals(f"system client {username!r}"), conn.transaction():
+        _require(conn, "organisation", organisation_id, "organisation")
+        row = conn.execute(
+            "INSERT INTO clinician (username, display_name, role, api_token_hash,"
+            " organisation_id) VALUES (%s, %s, 'system', %s, %s) RETURNING id",
+            (username, display_name, hash_token(token), organisation_id)).fetchone()
+        assert row is not None
+    return NewClinician(int(row[0]), token)
+
+
 def clinician_id_of(conn: Conn, who: str | int) -> int:
     """A clinician's id from her id or username (:class:`NotFound` otherwise)."""
     if isinstance(who, int) or who.isdigit():

@@ -245,6 +245,30 @@ def register(app: typer.Typer) -> None:
         if link:
             typer.echo(f"Invitation link (one use, expires in {expires}): {link}")
 
+    @clin.command("create-fhir-client")
+    def fhir_client_create(
+        ctx: typer.Context, username: str,
+        name: Annotated[str, typer.Option("--name", help="What the client is, e.g. "
+                                                          "'Riverside GP system'.")],
+        org_: Annotated[str, typer.Option("--org", help="The organisation whose patients "
+                                                        "it reads (id or name).")],
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Create a system client for the FHIR API (/fhir/r4): a bearer token that reads
+        what an admin of the organisation sees, read-only (docs/fhir.md)."""
+        from server import admin
+
+        with connect(ctx) as conn:
+            made = refused(lambda: admin.create_system_client(
+                conn, username=username, display_name=name,
+                organisation_id=organisation_id(conn, org_)))
+            record(conn, "fhir-client create", f"clinician:{made.id}")
+        if as_json:
+            emit_json({"id": made.id, "username": username, "api_token": made.api_token})
+            return
+        typer.echo(f"FHIR system client {username!r} created (id {made.id}).")
+        secret_once("API token", made.api_token)
+
     def _who(ctx: typer.Context, who: str) -> int:
         from server import admin
 

@@ -28,7 +28,9 @@ pytestmark = pytest.mark.integration
 #: (method, path) -> what scopes it.  "patient": {patient_id} in scope or 404;
 #: "alert": {alert_id} in scope or 404; "list": a listing filtered to the scope;
 #: "admin": admins only (403 for other roles); "self": the caller's own data;
-#: "public": no patient data.
+#: "public": no patient data; the FHIR API's "observation" and "device": their ids' patient
+#: in scope or 404; "search": the patients ``patient=`` names in scope or 404, the
+#: results filtered to the scope.
 ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/health"): "public",
     ("GET", "/api/me"): "self",
@@ -76,6 +78,18 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/api/admin/hubs/{hub_id}/config"): "admin",
     ("POST", "/api/admin/hubs/{hub_id}/credentials"): "admin",
     ("DELETE", "/api/admin/hubs/{hub_id}/credentials"): "admin",
+    # the FHIR API (server/api/routes/fhir.py): read-only, the same scope and audit
+    ("GET", "/fhir/r4/metadata"): "public",
+    ("GET", "/fhir/r4/Patient"): "search",
+    ("GET", "/fhir/r4/Patient/{patient_id}"): "patient",
+    ("GET", "/fhir/r4/Observation"): "search",
+    ("GET", "/fhir/r4/Observation/{observation_id}"): "observation",
+    ("GET", "/fhir/r4/Flag"): "search",
+    ("GET", "/fhir/r4/Flag/{alert_id}"): "alert",
+    ("GET", "/fhir/r4/Device"): "search",
+    ("GET", "/fhir/r4/Device/{device_id}"): "device",
+    ("GET", "/fhir/r4/CareTeam"): "search",
+    ("GET", "/fhir/r4/CareTeam/{patient_id}"): "patient",
 }
 
 #: A valid request for each route (query and body), so that a 404 means scope, not input.
@@ -273,10 +287,44 @@ def test_admin_routes_answer_404_for_another_organisations_ids(
              == ["not_found"], 5, "the refusal's audit row")
 
 
+def _fhir_path(path: str, world: Clinic) -> tuple[str, dict[str, str] | None]:
+    """A FHIR route's path and query about patient B (her reading, her hub)."""
+    with psycopg.connect(world.url) as conn:
+        row = conn.execute("SELECT id::text FROM reading WHERE patient_id = %s LIMIT 1",
+                           (world.patient_b,)).fetchone()
+    assert row is not None
+    concrete = path.replace("{observation_id}", row[0]).replace("{device_id}", "phg-hub-b")
+    return concrete, ({"patient": f"Patient/{world.patient_b}"} if "{" not in path else None)
+
+
+@pytest.mark.hazard("H-015")
+@pytest.mark.parametrize(("method", "path"), [k for k, v in ROUTES.items()
+                                              if v in ("observation", "device", "search")])
+def test_fhir_reads_and_searches_about_another_teams_patient_are_404_and_audited(
+        clinic: tuple[Clinic, str], method: str, path: str) -> None:
+    """Nurse A names patient B's reading, hub or record: 404 (an OperationOutcome), audited
+    as not found; nurse B, on B's team, is answered, audited as a read of B's record."""
+    world, base = clinic
+    concrete, params = _fhir_path(path, world)
+    response = _call(base, world.tokens["nurse_a"], method, concrete, params)
+    assert response.status_code == 404, response.text
+    assert response.json()["resourceType"] == "OperationOutcome"
+    assert _call(base, world.tokens["admin_other"], method, concrete, params
+                 ).status_code == 404
+    wait_for(lambda: _outcomes(world.url, world.ids["nurse_a"], method, path)[-1:]
+             == ["not_found"], 5, "the refusal's audit row")
+    assert _audited_ok(world.url, world.ids["nurse_a"], world.patient_b) == 0
+    before = _audited_ok(world.url, world.ids["nurse_b"], world.patient_b)
+    response = _call(base, world.tokens["nurse_b"], method, concrete, params)
+    assert response.status_code == 200, response.text
+    wait_for(lambda: _audited_ok(world.url, world.ids["nurse_b"], world.patient_b)
+             >= before + 1, 5, "the read's audit row")
+
+
 def _outcomes(url: str, clinician: int, method: str, path: str) -> list[str]:
     with psycopg.connect(url) as conn:
         return [r[0] for r in conn.execute(
-            "SELECT outcome FROM access_audit WHERE clinician_id = %s AND action = %s",
+            "SELECT outcome FROM access_audit WHERE clinician_id = %s AND action = %s ORDER BY id",
             (clinician, f"{method} {path}")).fetchall()]
 
 

@@ -94,6 +94,7 @@ def create_app(settings: Settings | None = None, *, pool_max_size: int = 10) -> 
         alerts,
         dashboard,
         docs,
+        fhir,
         health,
         hubs,
         invite,
@@ -115,6 +116,8 @@ def create_app(settings: Settings | None = None, *, pool_max_size: int = 10) -> 
     app.include_router(admin.router)
     app.include_router(invite.router)
     app.include_router(docs.router)
+    app.include_router(fhir.router)
+    fhir.install_error_handlers(app)  # last: it wraps every handler registered above
     # A state-changing request from another site is a 403 before anything reads it, and
     # every answer, the 413s and 403s of the middlewares included, carries the security
     # headers (docs/security.md).

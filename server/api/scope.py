@@ -3,23 +3,27 @@
 Routes never filter by team themselves.  A route that reads or writes one
 patient's data takes ``PatientAccess`` (its ``{patient_id}`` path parameter),
 one about an alert takes ``AlertAccess`` (``{alert_id}``), a listing of
-patient data takes ``ListAccess``; each checks the scope (404 when out of it),
-and writes one audit row when the request ends, with the outcome.  Admin-only
-routes take ``AdminScope`` (403 for other roles).  ``server.access`` holds the
-SQL; ``tests/test_access.py`` walks every route of the OpenAPI document to
-hold every route to this.
+patient data takes ``ListAccess``; the FHIR API's reads take the same by their
+own ids (``ObservationAccess``, ``DeviceAccess``) and its searches
+``SearchAccess``.  Each checks the scope (404 when out of it), and writes one
+audit row when the request ends, with the outcome.  Admin-only routes take
+``AdminScope`` (403 for other roles).  ``server.access`` holds the SQL;
+``tests/test_access.py`` walks every route of the OpenAPI document to hold
+every route to this.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 import orjson
+import psycopg
 from fastapi import Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 
@@ -36,18 +40,27 @@ from server.access import (
 )
 from server.api.deps import CurrentClinician, PoolDep
 from server.api.types import DbId
+from server.fhir import store as fhir_store
+from server.fhir.search import SearchError, parse_reference
 
 #: Exceptions that mean "the route said no" (a 4xx), not that it failed.
-_REFUSALS = (RequestValidationError, InvalidTransition, UnknownOutcome, AlertNotFound)
+_REFUSALS = (RequestValidationError, InvalidTransition, UnknownOutcome, AlertNotFound,
+             SearchError)
 _REQUEST_ID_MAX = 64
 
 
-def caller_scope(clinician: CurrentClinician, pool: PoolDep) -> Scope:
+#: The only paths a system client (role ``system``) may use: the read-only FHIR API.
+SYSTEM_CLIENT_PREFIX = "/fhir/"
+
+
+def caller_scope(clinician: CurrentClinician, pool: PoolDep, request: Request) -> Scope:
     with pool.connection() as conn:
         scope = load_scope(conn, int(clinician["id"]))
     if scope is None:  # deactivated since the session began
         raise HTTPException(401, detail="this account is not active",
                             headers={"WWW-Authenticate": "Bearer"})
+    if scope.role == "system" and not request.url.path.startswith(SYSTEM_CLIENT_PREFIX):
+        raise HTTPException(403, detail="a system client may use only the FHIR API (/fhir/r4)")
     return scope
 
 
@@ -126,26 +139,62 @@ def _write(request: Request, pool: PoolDep, scope: Scope, patient_id: int | None
         audit.record(conn, entry)
 
 
-def patient_access(patient_id: DbId, request: Request, pool: PoolDep,
-                   scope: CallerScope) -> Iterator[Access]:
+def _resolved(request: Request, pool: PoolDep, scope: Scope,
+              resolve: Callable[[psycopg.Connection[Any]], int | None]) -> Iterator[Access]:
+    """Audited access to what ``resolve`` finds in scope (its patient id, or None for a
+    system alert); 404, audited as not found, when it raises NotInScope."""
     with pool.connection() as conn:
         try:
-            require_patient(conn, scope, patient_id)
+            patient_id = resolve(conn)
         except NotInScope as err:
             _write(request, pool, scope, None, "not_found")
             raise HTTPException(404, detail=str(err)) from err
     yield from _audited(request, pool, scope, patient_id)
+
+
+def patient_access(patient_id: DbId, request: Request, pool: PoolDep,
+                   scope: CallerScope) -> Iterator[Access]:
+    def resolve(conn: psycopg.Connection[Any]) -> int:
+        require_patient(conn, scope, patient_id)
+        return patient_id
+    yield from _resolved(request, pool, scope, resolve)
 
 
 def alert_access(alert_id: DbId, request: Request, pool: PoolDep,
                  scope: CallerScope) -> Iterator[Access]:
-    with pool.connection() as conn:
-        try:
-            patient_id = require_alert(conn, scope, alert_id)
-        except NotInScope as err:
-            _write(request, pool, scope, None, "not_found")
-            raise HTTPException(404, detail=str(err)) from err
-    yield from _audited(request, pool, scope, patient_id)
+    yield from _resolved(request, pool, scope, lambda conn: require_alert(conn, scope, alert_id))
+
+
+def observation_access(observation_id: str, request: Request, pool: PoolDep,
+                       scope: CallerScope) -> Iterator[Access]:
+    """A FHIR Observation id (a reading's, or its pulse rate's): its reading's patient."""
+    yield from _resolved(request, pool, scope,
+                         lambda conn: fhir_store.reading_patient(conn, scope, observation_id))
+
+
+def device_access(device_id: str, request: Request, pool: PoolDep,
+                  scope: CallerScope) -> Iterator[Access]:
+    """A FHIR Device id (a paired device or a hub): in scope while its hub served a
+    patient in scope; audited as that patient's."""
+    yield from _resolved(request, pool, scope,
+                         lambda conn: fhir_store.device_patient(conn, scope, device_id)[1])
+
+
+def search_access(request: Request, pool: PoolDep, scope: CallerScope) -> Iterator[Access]:
+    """A FHIR search: every patient its ``patient``/``subject`` parameters name must be
+    in scope (else 404, as a read); audited as that patient's when it names one."""
+    named: set[int] = set()
+    for key, value in request.query_params.multi_items():
+        if key in ("patient", "subject"):
+            # a bad reference: the route answers 400 for it (and the request is audited)
+            with contextlib.suppress(SearchError):
+                named.update(parse_reference(v) for v in value.split(","))
+
+    def resolve(conn: psycopg.Connection[Any]) -> int | None:
+        for patient_id in sorted(named):
+            require_patient(conn, scope, patient_id)
+        return next(iter(named)) if len(named) == 1 else None
+    yield from _resolved(request, pool, scope, resolve)
 
 
 def list_access(request: Request, pool: PoolDep, scope: CallerScope) -> Iterator[Access]:
@@ -160,16 +209,13 @@ def admin_access(request: Request, pool: PoolDep, scope: AdminScope) -> Iterator
 def admin_patient_access(patient_id: DbId, request: Request, pool: PoolDep,
                          scope: AdminScope) -> Iterator[Access]:
     """An admin's request about one of her organisation's patients (404 otherwise)."""
-    with pool.connection() as conn:
-        try:
-            require_patient(conn, scope, patient_id)
-        except NotInScope as err:
-            _write(request, pool, scope, None, "not_found")
-            raise HTTPException(404, detail=str(err)) from err
-    yield from _audited(request, pool, scope, patient_id)
+    yield from patient_access(patient_id, request, pool, scope)
 
 
 PatientAccess = Annotated[Access, Depends(patient_access)]
+ObservationAccess = Annotated[Access, Depends(observation_access)]
+DeviceAccess = Annotated[Access, Depends(device_access)]
+SearchAccess = Annotated[Access, Depends(search_access)]
 AlertAccess = Annotated[Access, Depends(alert_access)]
 ListAccess = Annotated[Access, Depends(list_access)]
 AdminAccess = Annotated[Access, Depends(admin_access)]

@@ -289,7 +289,8 @@ def observations(row: Row, *, patient_id: int) -> list[Resource]:
     """A ``reading`` row as its Observations: the main one first, then any derived ones.
 
     Row keys: id, taken_at, kind, hub_id, device, values, flags, and received_at
-    when known.  ``patient_id`` is the patient the reading is attributed to.
+    and committed_at (``meta.lastUpdated``) when known.  ``patient_id`` is the
+    patient the reading is attributed to.
     """
     kind = Kind(row["kind"])
     values: Mapping[str, float] = row["values"]
@@ -298,7 +299,17 @@ def observations(row: Row, *, patient_id: int) -> list[Resource]:
     represented = {f"{m.name}_unavailable" for m in METRICS[kind] if m.name not in values}
     shared = _shared(row, patient_id, flags, represented)
     main = _main(kind, main_id, copy.deepcopy(shared), values, flags)
-    return [main, *_derived(kind, main_id, shared, values, flags)]
+    out = [main, *_derived(kind, main_id, shared, values, flags)]
+    if row.get("committed_at") is not None:
+        for resource in out:
+            _last_updated(resource, row["committed_at"])
+    return out
+
+
+def _last_updated(resource: Resource, at: datetime) -> None:
+    """``meta.lastUpdated``: when the server stored (or last changed) the resource."""
+    meta = resource.setdefault("meta", {})
+    meta["lastUpdated"] = _instant(at)
 
 
 # -- Device -------------------------------------------------------------------------------
@@ -382,6 +393,23 @@ def hub_device(hub_row: Row) -> Resource:
 
 # -- Flag ---------------------------------------------------------------------------------
 
+def evidence_ids(readings: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The Observation ids of an alert's readings (``alert.readings``: id, kind, values):
+    each reading's main Observation and those derived from it (its pulse rate)."""
+    out: list[str] = []
+    for item in readings:
+        if not isinstance(item, Mapping) or "id" not in item:
+            continue
+        out.append(str(item["id"]))
+        kind = _kind(str(item.get("kind")))
+        values = item.get("values")
+        if kind is None or not isinstance(values, Mapping):
+            continue
+        out += [f"{item['id']}-{c.CODES[kind, m.name].own}" for m in _split(kind)[2]
+                if m.name in values]
+    return out
+
+
 def _narrative(paragraphs: Iterable[str], status: str) -> Resource:
     body = "".join(f"<p>{html.escape(p)}</p>" for p in paragraphs)
     return {"status": status, "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{body}</div>'}
@@ -423,7 +451,7 @@ def flag(alert_row: Row, *, evidence_ids: Iterable[str | uuid.UUID]) -> Resource
     if alert_row.get("resolved_at") is not None:
         period["end"] = _instant(alert_row["resolved_at"])
     paragraphs = [text, f"Severity {severity}; {alert_row['state'].replace('_', ' ')}."]
-    return {
+    out: Resource = {
         "resourceType": "Flag",
         "id": str(alert_row["id"]),
         "text": _narrative([*paragraphs, *([ack] if ack else [])],
@@ -436,6 +464,9 @@ def flag(alert_row: Row, *, evidence_ids: Iterable[str | uuid.UUID]) -> Resource
         "period": period,
         "author": dict(ALERT_ENGINE),
     }
+    if alert_row.get("updated_at") is not None:
+        _last_updated(out, alert_row["updated_at"])
+    return out
 
 
 # -- CareTeam -----------------------------------------------------------------------------
