@@ -40,6 +40,13 @@ def record(conn: psycopg.Connection[Any], entry: AuditEntry) -> None:
                           entry.resource, entry.request_id, entry.client_addr, entry.outcome))
 
 
+def record_many(conn: psycopg.Connection[Any], entries: list[AuditEntry]) -> None:
+    """Several rows in one round trip (a bulk export names each patient it carries)."""
+    with conn.cursor() as cur:
+        cur.executemany(INSERT, [(e.clinician_id, e.role, e.action, e.patient_id, e.resource,
+                                  e.request_id, e.client_addr, e.outcome) for e in entries])
+
+
 def search(conn: psycopg.Connection[Any], *, patient_id: int | None = None,
            clinician_id: int | None = None, start: datetime | None = None,
            end: datetime | None = None, visible: sql.Composable | None = None,

@@ -90,6 +90,13 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/fhir/r4/Device/{device_id}"): "device",
     ("GET", "/fhir/r4/CareTeam"): "search",
     ("GET", "/fhir/r4/CareTeam/{patient_id}"): "patient",
+    # bulk export: a kick-off exports the scope (a Group: one of the caller's teams, or
+    # 404); a job is its caller's own (another's is 404), tests/test_fhir_api.py
+    ("GET", "/fhir/r4/Patient/$export"): "list",
+    ("GET", "/fhir/r4/Group/{team_id}/$export"): "list",
+    ("GET", "/fhir/r4/$export-status/{job_id}"): "self",
+    ("DELETE", "/fhir/r4/$export-status/{job_id}"): "self",
+    ("GET", "/fhir/r4/$export-file/{job_id}/{resource_type}"): "self",
 }
 
 #: A valid request for each route (query and body), so that a 404 means scope, not input.

@@ -346,3 +346,140 @@ def test_a_system_client_reads_its_organisation_and_nothing_else(ward: Ward) -> 
     response = httpx.get(ward.base.removesuffix("/fhir/r4") + "/api/alerts", timeout=10,
                          headers={"Authorization": f"Bearer {ward.system}"})
     assert response.status_code == 403
+
+
+# -- a FHIR client that is not ours ------------------------------------------------------------
+
+def test_fhirpy_pages_a_date_range_exactly_once_while_readings_arrive(ward: Ward) -> None:
+    """fhirpy (PyPI) searches one patient's blood pressures over two days, 25 a page,
+    following the next links itself; new readings arrive, in the range and out of it,
+    between every two pages.  It gets exactly the readings stored when the search
+    began, none twice; the same search started afterwards finds the new ones too."""
+    from fhirpy import SyncFHIRClient
+
+    start = datetime(2026, 11, 20, tzinfo=UTC)
+    with psycopg.connect(ward.url, autocommit=True) as conn:
+        patient = admin.create_patient(conn, display_name="Cara Cole", teams=["copd"])
+        admin.enrol(conn, hub_id="hub-a", patient_id=patient, valid_from=start)
+        stored = [_insert_reading(conn, patient, start + timedelta(minutes=20 * n),
+                                  "blood_pressure", CUFF, {"systolic": 120 + n % 40,
+                                                           "diastolic": 80})
+                  for n in range(3 * 24 * 3)]  # every 20 minutes for three days
+    expected = [r for n, r in enumerate(stored) if 3 * 24 <= n < 3 * 24 * 3]  # days 2, 3
+
+    client = SyncFHIRClient(ward.base, authorization=f"Bearer {ward.nurse}")
+    search = (client.resources("Observation")
+              .search(patient=f"Patient/{patient}", code=f"http://loinc.org|{BP_PANEL}")
+              .search(date__ge="2026-11-21").search(date__lt="2026-11-23").limit(25))
+    seen: list[str] = []
+    arrived: list[str] = []
+    with psycopg.connect(ward.url, autocommit=True) as conn:
+        for resource in search:
+            seen.append(resource["id"])
+            if len(seen) % 25 == 1:  # a page has been read: readings arrive meanwhile
+                for at in (start + timedelta(days=1, minutes=7 + len(seen)),  # behind
+                           start + timedelta(days=2, hours=23, minutes=len(seen) % 50),  # ahead
+                           start + timedelta(days=5)):  # outside the range
+                    arrived.append(_insert_reading(conn, patient, at, "blood_pressure", CUFF,
+                                                   {"systolic": 150, "diastolic": 90}))
+    assert len(seen) == len(set(seen)) == len(expected) == 144
+    assert seen == expected
+    again = [r["id"] for r in search]
+    in_range = [a for n, a in enumerate(arrived) if n % 3 != 2]
+    assert sorted(again) == sorted(expected + in_range)
+
+
+# -- bulk export -------------------------------------------------------------------------------
+
+def _kick_off(ward: Ward, path: str, token: str, params: Any = None) -> str:
+    response = httpx.get(ward.base + path, params=params, timeout=10, headers={
+        "Authorization": f"Bearer {token}", "Prefer": "respond-async",
+        "Accept": FHIR_JSON})
+    assert response.status_code == 202, response.text
+    return response.headers["content-location"]
+
+
+def _ndjson(url: str, token: str) -> list[dict[str, Any]]:
+    response = httpx.get(url, timeout=30, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/fhir+ndjson")
+    return [valid(orjson.loads(line)) for line in response.content.splitlines()]
+
+
+def _readings_in_scope(ward: Ward, patients: list[int], until: str,
+                       since: str | None = None) -> set[str]:
+    with psycopg.connect(ward.url) as conn:
+        return {r[0] for r in conn.execute(
+            "SELECT id::text FROM reading WHERE patient_id = ANY(%s) AND committed_at <= %s"
+            " AND (%s::timestamptz IS NULL OR committed_at > %s)",
+            (patients, until, since, since))}
+
+
+def test_a_bulk_export_of_the_callers_patients(ward: Ward) -> None:
+    status = _kick_off(ward, "/Patient/$export", ward.system)
+    manifest = httpx.get(status, timeout=10,
+                         headers={"Authorization": f"Bearer {ward.system}"}).json()
+    assert manifest["requiresAccessToken"] is True
+    files = {o["type"]: o["url"] for o in manifest["output"]}
+    assert set(files) == {"Patient", "Observation", "Flag", "Device", "CareTeam"}
+    patients = _ndjson(files["Patient"], ward.system)
+    ids = sorted(int(p["id"]) for p in patients)
+    assert {ward.patient_a, ward.patient_b} <= set(ids)  # the whole organisation
+    observations = _ndjson(files["Observation"], ward.system)
+    main = {o["id"] for o in observations if "derivedFrom" not in o}
+    assert main == _readings_in_scope(ward, ids, manifest["transactionTime"])
+    for o in observations:
+        if "derivedFrom" in o:
+            assert o["derivedFrom"][0]["reference"].removeprefix("Observation/") in main
+    flags = _ndjson(files["Flag"], ward.system)
+    assert [f["id"] for f in flags] == [str(ward.alert)]
+    # another client cannot read the job
+    other = httpx.get(status, timeout=10, headers={"Authorization": f"Bearer {ward.nurse}"})
+    assert other.status_code == 404
+
+
+def test_a_group_export_is_one_teams_patients_and_audits_each(ward: Ward) -> None:
+    get(ward, "/Group/hf/$export", status=404)  # not the nurse's team
+    status = _kick_off(ward, "/Group/copd/$export", ward.nurse,
+                       {"_type": "Patient,Observation"})
+    manifest = httpx.get(status, timeout=10,
+                         headers={"Authorization": f"Bearer {ward.nurse}"}).json()
+    assert [o["type"] for o in manifest["output"]] == ["Patient", "Observation"]
+    patients = _ndjson(manifest["output"][0]["url"], ward.nurse)
+    assert ward.patient_b not in {int(p["id"]) for p in patients}
+    assert ward.patient_a in {int(p["id"]) for p in patients}
+    with psycopg.connect(ward.url) as conn:
+        audited = {r[0] for r in conn.execute(
+            "SELECT patient_id FROM access_audit WHERE action = %s AND outcome = 'ok'"
+            " AND patient_id IS NOT NULL AND resource LIKE %s",
+            ("GET /fhir/r4/$export-file/{job_id}/{resource_type}",
+             f"%{status.rsplit('/', 1)[1]}/Patient"))}
+    assert audited == {int(p["id"]) for p in patients}
+
+
+def test_an_export_since_the_last_one_carries_exactly_what_changed(ward: Ward) -> None:
+    first = httpx.get(_kick_off(ward, "/Patient/$export", ward.nurse,
+                                {"_type": "Observation"}), timeout=10,
+                      headers={"Authorization": f"Bearer {ward.nurse}"}).json()
+    with psycopg.connect(ward.url, autocommit=True) as conn:
+        new = _insert_reading(conn, ward.patient_a, T0 + timedelta(days=3), "glucose",
+                              OXIMETER, {"blood_glucose": 5.5})
+    second = httpx.get(_kick_off(ward, "/Patient/$export", ward.nurse,
+                                 {"_type": "Observation", "_since": first["transactionTime"]}),
+                       timeout=10, headers={"Authorization": f"Bearer {ward.nurse}"}).json()
+    found = _ndjson(second["output"][0]["url"], ward.nurse)
+    assert [o["id"] for o in found] == [new]
+
+
+@pytest.mark.parametrize("params", [{"_type": "Encounter"}, {"_since": "yesterday"},
+                                    {"_outputFormat": "text/csv"}])
+def test_an_export_it_cannot_honour_is_a_400(ward: Ward, params: dict[str, str]) -> None:
+    body = get(ward, "/Patient/$export", params=params, status=400)
+    assert body["issue"][0]["code"] == "invalid"
+
+
+def test_a_cancelled_export_is_gone(ward: Ward) -> None:
+    status = _kick_off(ward, "/Patient/$export", ward.nurse)
+    auth = {"Authorization": f"Bearer {ward.nurse}"}
+    assert httpx.delete(status, headers=auth, timeout=10).status_code == 202
+    assert httpx.get(status, headers=auth, timeout=10).status_code == 404

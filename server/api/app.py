@@ -95,6 +95,7 @@ def create_app(settings: Settings | None = None, *, pool_max_size: int = 10) -> 
         dashboard,
         docs,
         fhir,
+        fhir_export,
         health,
         hubs,
         invite,
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None, *, pool_max_size: int = 10) -> 
     app.include_router(admin.router)
     app.include_router(invite.router)
     app.include_router(docs.router)
+    app.include_router(fhir_export.router)  # before fhir: Patient/$export is no Patient id
     app.include_router(fhir.router)
     fhir.install_error_handlers(app)  # last: it wraps every handler registered above
     # A state-changing request from another site is a 403 before anything reads it, and

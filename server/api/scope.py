@@ -128,15 +128,27 @@ def _audited(request: Request, pool: PoolDep, scope: Scope,
         _write(request, pool, scope, patient_id, _outcome(error))
 
 
+def _entry(request: Request, scope: Scope, patient_id: int | None,
+           outcome: audit.Outcome) -> audit.AuditEntry:
+    client = request.client.host if request.client else None
+    return audit.AuditEntry(clinician_id=scope.clinician_id, role=scope.role,
+                            action=_action(request), resource=_resource(request),
+                            patient_id=patient_id, request_id=request_id(request),
+                            client_addr=client, outcome=outcome)
+
+
 def _write(request: Request, pool: PoolDep, scope: Scope, patient_id: int | None,
            outcome: audit.Outcome) -> None:
-    client = request.client.host if request.client else None
-    entry = audit.AuditEntry(clinician_id=scope.clinician_id, role=scope.role,
-                             action=_action(request), resource=_resource(request),
-                             patient_id=patient_id, request_id=request_id(request),
-                             client_addr=client, outcome=outcome)
     with pool.connection() as conn:
-        audit.record(conn, entry)
+        audit.record(conn, _entry(request, scope, patient_id, outcome))
+
+
+def audit_patients(request: Request, pool: PoolDep, scope: Scope,
+                   patient_ids: list[int]) -> None:
+    """One audit row per patient a response carries the data of (a bulk export file),
+    beside the request's own row, so the audit of each patient shows it."""
+    with pool.connection() as conn:
+        audit.record_many(conn, [_entry(request, scope, p, "ok") for p in patient_ids])
 
 
 def _resolved(request: Request, pool: PoolDep, scope: Scope,

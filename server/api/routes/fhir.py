@@ -117,7 +117,7 @@ def base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/") + PREFIX
 
 
-def _strict(request: Request) -> bool:
+def strict_handling(request: Request) -> bool:
     """``Prefer: handling=strict`` (RFC 7240; FHIR search 3.1.1.2)."""
     prefer = request.headers.get("prefer", "")
     return any(p.strip().lower() == "handling=strict"
@@ -125,7 +125,8 @@ def _strict(request: Request) -> bool:
 
 
 def _search(request: Request, resource_type: str) -> Search:
-    return parse(resource_type, request.query_params.multi_items(), strict=_strict(request))
+    return parse(resource_type, request.query_params.multi_items(),
+                 strict=strict_handling(request))
 
 
 def _bundle(request: Request, search: Search, entries: Sequence[fhir.Resource],
