@@ -1,4 +1,5 @@
-"""Delivery channels: e-mail over SMTP (smtplib) and a webhook (a JSON POST, e.g. an SMS gateway).
+"""Delivery channels: e-mail over SMTP (smtplib), a webhook (a JSON POST, e.g. an SMS gateway)
+and the FHIR push (a transaction Bundle POSTed to a FHIR server).
 
 The dashboard channel needs no sender: it is the ``alert_event`` NOTIFY issued
 in the same commit (the server relays it over server-sent events).  Each
@@ -25,9 +26,23 @@ class DeliveryError(Exception):
     pass
 
 
-class ChannelSettings(EnvSettings):
-    """``HOMEWARD_SMTP_*`` and ``HOMEWARD_WEBHOOK_*`` from the environment (or, as every
-    setting, from a ``HOMEWARD_*_FILE``)."""
+class FhirPushSettings(EnvSettings):
+    """``HOMEWARD_FHIR_PUSH_*`` alone: what the API reads when a nurse acknowledges or
+    resolves an alert, so that a malformed e-mail setting in its environment can never
+    make an acknowledgement fail (alerts/fhir_push.py)."""
+
+    #: The FHIR server's base URL that alerts are pushed to (a transaction Bundle POSTed
+    #: there); unset or empty: no FHIR push.  Read where alerts change: the alert engine
+    #: and the API (acknowledge, resolve), so set it for both (alerts/fhir_push.py).
+    fhir_push_url: str | None = None
+    #: Sent as ``Authorization: Bearer <token>`` when set (read by the alert engine only).
+    fhir_push_token: str | None = None
+    fhir_push_timeout: float = 10.0
+
+
+class ChannelSettings(FhirPushSettings):
+    """``HOMEWARD_SMTP_*``, ``HOMEWARD_WEBHOOK_*`` and ``HOMEWARD_FHIR_PUSH_*`` from the
+    environment (or, as every setting, from a ``HOMEWARD_*_FILE``)."""
 
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
@@ -110,6 +125,37 @@ class WebhookSender:
         return f"HTTP {resp.status_code}"
 
 
+@dataclass
+class FhirSender:
+    """POST a prepared FHIR Bundle (``payload["body"]``, the exact text written with the
+    notification, alerts/fhir_push.py) to ``target``, the FHIR server's base URL.
+
+    As the webhook: ``Idempotency-Key`` header, 2xx is success, anything else (a 503, a
+    timeout, a 4xx) is a failed attempt the outbox retries with back-off and, after its
+    last attempt, turns into a system alert.  A 4xx is retried too: the usual ones
+    (401, 403, 404) are configuration that an adopter fixes, and the next retry then
+    delivers what would otherwise be lost."""
+
+    settings: ChannelSettings
+
+    def send(self, target: str, payload: Mapping[str, Any], key: str) -> str:
+        headers = {"Content-Type": "application/fhir+json; charset=utf-8",
+                   "Accept": "application/fhir+json", "Idempotency-Key": key}
+        if self.settings.fhir_push_token:
+            headers["Authorization"] = f"Bearer {self.settings.fhir_push_token}"
+        body = payload.get("body")
+        if not isinstance(body, str):
+            raise DeliveryError("the notification holds no FHIR Bundle to send")
+        try:
+            resp = httpx.post(target, content=body.encode(), headers=headers,
+                              timeout=self.settings.fhir_push_timeout)
+        except httpx.HTTPError as err:
+            raise DeliveryError(f"POST {target}: {type(err).__name__}: {err}") from err
+        if not 200 <= resp.status_code < 300:
+            raise DeliveryError(f"POST {target}: HTTP {resp.status_code} {resp.text[:200]}")
+        return f"HTTP {resp.status_code}"
+
+
 def default_senders(settings: ChannelSettings | None = None) -> dict[str, Sender]:
     s = settings or ChannelSettings()
-    return {"email": EmailSender(s), "webhook": WebhookSender(s)}
+    return {"email": EmailSender(s), "webhook": WebhookSender(s), "fhir": FhirSender(s)}

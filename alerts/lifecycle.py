@@ -28,9 +28,11 @@ MAX_READINGS_KEPT = 20
 @dataclass(frozen=True, slots=True)
 class AlertChange:
     alert_id: int
-    event: str            # opened / retriggered / escalated_severity / auto_resolved
+    event: str            # opened / retriggered / severity_raised / auto_resolved
     severity: str
     team_id: str | None
+    #: The ``alert_event`` row that recorded the change (keys the FHIR push).
+    event_id: int | None = None
 
 
 def _dumps(v: Any) -> str:
@@ -80,13 +82,13 @@ def apply_finding(conn: psycopg.Connection[Any], *, patient_id: int, rule: Rule,
         if inserted is None:
             continue  # another worker opened it a moment ago: update that one
         alert_id = int(inserted[0])
-        record_event(conn, alert_id, "opened", at=at,
-                     detail={"summary": finding.summary, "severity": str(severity),
-                             "team_id": team_id, "inhibited_by": inhibited_by,
-                             "reading_id": latest["id"] if latest else None},
-                     state="open", severity=str(severity), team_id=team_id,
-                     patient_id=patient_id)
-        return AlertChange(alert_id, "opened", str(severity), team_id)
+        event_id = record_event(
+            conn, alert_id, "opened", at=at,
+            detail={"summary": finding.summary, "severity": str(severity),
+                    "team_id": team_id, "inhibited_by": inhibited_by,
+                    "reading_id": latest["id"] if latest else None},
+            state="open", severity=str(severity), team_id=team_id, patient_id=patient_id)
+        return AlertChange(alert_id, "opened", str(severity), team_id, event_id)
     raise RuntimeError(f"could not open or update alert for patient {patient_id}, rule {rule.id}")
 
 
@@ -125,11 +127,12 @@ def _update(conn: psycopg.Connection[Any], row: tuple[Any, ...], *, rule: Rule,
          raised and state == "acknowledged", raised and state == "acknowledged",
          raised and state == "acknowledged", inhibited_by, alert_id))
     event = "severity_raised" if raised else "retriggered"
-    record_event(conn, alert_id, event, at=at,
-                 detail={"summary": finding.summary, "from": old_sev, "to": new_sev,
-                         "reading_id": latest["id"] if latest else None},
-                 state=new_state, severity=new_sev, team_id=team_id, patient_id=patient_id)
-    return AlertChange(alert_id, event, new_sev, team_id)
+    event_id = record_event(
+        conn, alert_id, event, at=at,
+        detail={"summary": finding.summary, "from": old_sev, "to": new_sev,
+                "reading_id": latest["id"] if latest else None},
+        state=new_state, severity=new_sev, team_id=team_id, patient_id=patient_id)
+    return AlertChange(alert_id, event, new_sev, team_id, event_id)
 
 
 def _clear(conn: psycopg.Connection[Any], *, patient_id: int, rule: Rule, finding: Finding,
@@ -144,9 +147,8 @@ def _clear(conn: psycopg.Connection[Any], *, patient_id: int, rule: Rule, findin
     if row is None:
         return None
     alert_id, severity, team_id = row
-    record_event(conn, alert_id, "auto_resolved", at=at,
-                 detail={"summary": finding.summary,
-                         "reading_ids": [r.id for r in finding.readings]},
-                 state="auto_resolved", severity=severity, team_id=team_id,
-                 patient_id=patient_id)
-    return AlertChange(alert_id, "auto_resolved", severity, team_id)
+    event_id = record_event(
+        conn, alert_id, "auto_resolved", at=at,
+        detail={"summary": finding.summary, "reading_ids": [r.id for r in finding.readings]},
+        state="auto_resolved", severity=severity, team_id=team_id, patient_id=patient_id)
+    return AlertChange(alert_id, "auto_resolved", severity, team_id, event_id)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,6 +35,7 @@ import orjson
 import psycopg
 from psycopg.rows import dict_row
 
+from alerts import fhir_push
 from alerts.events import record_event
 from alerts.lifecycle import AlertChange
 from alerts.model import EvaluationFailure, Rule
@@ -64,6 +65,9 @@ class Notifier:
     #: Called with the team that held each alert escalated by :meth:`tick`, once the
     #: tick's transaction has committed (alerts.metrics counts them).
     on_escalated: Callable[[str | None], None] | None = None
+    #: Where alert changes are pushed as FHIR Bundles (alerts/fhir_push.py); default
+    #: ``HOMEWARD_FHIR_PUSH_URL``, None: no push.
+    fhir_push_url: str | None = field(default_factory=fhir_push.push_url)
 
     # -- routing ------------------------------------------------------------------
     def care_teams(self, conn: psycopg.Connection[Any],
@@ -109,7 +113,14 @@ class Notifier:
     # -- reacting to alert changes -------------------------------------------------
     def on_change(self, conn: psycopg.Connection[Any], change: AlertChange,
                   now: datetime) -> None:
-        """Start notification for opened / worse alerts.  Call inside the change's transaction."""
+        """Start notification for opened / worse alerts, and push the changes a FHIR
+        server records (fhir_push.PUSH_EVENTS).  Call inside the change's transaction."""
+        self._start(conn, change, now)
+        if change.event_id is not None:  # after _start: the alert as routed
+            fhir_push.enqueue(conn, change.alert_id, change.event, change.event_id, at=now,
+                              url=self.fhir_push_url)
+
+    def _start(self, conn: psycopg.Connection[Any], change: AlertChange, now: datetime) -> None:
         if change.event not in START_EVENTS:
             if change.event == "auto_resolved":
                 conn.execute("UPDATE alert SET next_escalation_at = NULL WHERE id = %s",
@@ -144,14 +155,16 @@ class Notifier:
                     " FOR UPDATE SKIP LOCKED LIMIT %s", (now, limit)).fetchall():
                 conn.execute("UPDATE alert SET state = 'open', ack_expires_at = NULL,"
                              " updated_at = %s WHERE id = %s", (now, alert["id"]))
-                record_event(conn, alert["id"], "lease_expired", at=now,
-                             detail={"acknowledged_by": alert["acknowledged_by"],
-                                     "expired_at": alert["ack_expires_at"]},
-                             state="open", severity=alert["severity"],
-                             team_id=alert["team_id"], patient_id=alert["patient_id"])
+                expired = record_event(conn, alert["id"], "lease_expired", at=now,
+                                       detail={"acknowledged_by": alert["acknowledged_by"],
+                                               "expired_at": alert["ack_expires_at"]},
+                                       state="open", severity=alert["severity"],
+                                       team_id=alert["team_id"], patient_id=alert["patient_id"])
                 alert["state"] = "open"
                 if not alert["inhibited_by"] and not _snoozed(alert, now):
                     self._enter_level(conn, alert, 0, reason="reopened", now=now)
+                fhir_push.enqueue(conn, alert["id"], "lease_expired", expired, at=now,
+                                  url=self.fhir_push_url)
                 done += 1
             for alert in cur.execute(
                     f"SELECT {_ALERT_COLS} FROM alert WHERE state IN ('open', 'acknowledged')"

@@ -25,6 +25,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from alerts import fhir_push
 from alerts.events import record_event
 from alerts.model import ACTIVE_STATES, OUTCOMES
 
@@ -191,11 +192,12 @@ def acknowledge(conn: psycopg.Connection[Any], alert_id: int, *, clinician_id: i
             "UPDATE alert SET state = 'acknowledged', acknowledged_at = %s, acknowledged_by = %s,"
             " ack_expires_at = %s, updated_at = %s WHERE id = %s",
             (at, clinician_id, at + lease, at, alert_id))
-        record_event(conn, alert_id, "renewed" if state == "acknowledged" else "acknowledged",
-                     at=at, clinician_id=clinician_id,
-                     detail={"note": note, "lease_expires_at": (at + lease).isoformat()},
-                     state="acknowledged", severity=severity, team_id=team_id,
-                     patient_id=patient_id)
+        event = "renewed" if state == "acknowledged" else "acknowledged"
+        event_id = record_event(
+            conn, alert_id, event, at=at, clinician_id=clinician_id,
+            detail={"note": note, "lease_expires_at": (at + lease).isoformat()},
+            state="acknowledged", severity=severity, team_id=team_id, patient_id=patient_id)
+        fhir_push.enqueue(conn, alert_id, event, event_id, at=at, url=fhir_push.push_url())
     return _current(conn, alert_id)
 
 
@@ -213,9 +215,11 @@ def resolve(conn: psycopg.Connection[Any], alert_id: int, *, clinician_id: int, 
             "UPDATE alert SET state = 'resolved', resolved_at = %s, resolved_by = %s,"
             " outcome = %s, updated_at = %s, next_escalation_at = NULL WHERE id = %s",
             (at, clinician_id, outcome, at, alert_id))
-        record_event(conn, alert_id, "resolved", at=at, clinician_id=clinician_id,
-                     detail={"outcome": outcome, "note": note}, state="resolved",
-                     severity=severity, team_id=team_id, patient_id=patient_id)
+        event_id = record_event(conn, alert_id, "resolved", at=at, clinician_id=clinician_id,
+                                detail={"outcome": outcome, "note": note}, state="resolved",
+                                severity=severity, team_id=team_id, patient_id=patient_id)
+        fhir_push.enqueue(conn, alert_id, "resolved", event_id, at=at,
+                          url=fhir_push.push_url())
     return _current(conn, alert_id)
 
 

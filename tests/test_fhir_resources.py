@@ -524,3 +524,9 @@ def test_operation_outcome():
         "resourceType": "OperationOutcome",
         "issue": [{"severity": "error", "code": "not-found",
                    "diagnostics": "Patient/99 not found"}]}
+
+
+def test_a_summary_that_starts_with_the_rules_title_is_not_repeated():
+    row = alert_row("open", summary="High blood pressure: systolic 186 mmHg")
+    resource = valid(flag(row, evidence_ids=[]))
+    assert resource["code"] == {"text": "High blood pressure: systolic 186 mmHg"}

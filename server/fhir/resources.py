@@ -437,7 +437,9 @@ def flag(alert_row: Row, *, evidence_ids: Iterable[str | uuid.UUID]) -> Resource
     rule = alert_row.get("rule") or {}
     title = rule.get("title") or alert_row["rule_id"]
     summary = alert_row.get("summary")
-    text = f"{title}: {summary}" if summary else title
+    # an engine's summary usually starts with the rule's title already
+    text = (summary if summary and summary.startswith(title)
+            else f"{title}: {summary}" if summary else title)
     severity = alert_row["severity"]
     ack = _acknowledgement(alert_row)
     extensions: list[Resource] = []
