@@ -293,8 +293,8 @@ def _seed_alerts(conn: psycopg.Connection[Any], now: datetime) -> None:
 # -- the server ---------------------------------------------------------------------------
 
 @contextmanager
-def running_server(url: str, log: Path) -> Iterator[str]:
-    """``homeward serve`` as a subprocess on a free port; yields its base URL."""
+def running_server(url: str, log: Path) -> Iterator[tuple[str, int]]:
+    """``homeward serve`` as a subprocess on a free port; yields its base URL and pid."""
     from stack.services.common import free_port
 
     port = free_port()
@@ -317,7 +317,7 @@ def running_server(url: str, log: Path) -> Iterator[str]:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
-        yield base
+        yield base, proc.pid
     finally:
         proc.terminate()
         try:
@@ -470,7 +470,7 @@ def run(opts: ApiBenchOptions, echo: Callable[[str], None] | None) -> dict[str, 
         # measure against the data's own clock, so a reused database reads the same
         seeded_now = row[0] if row and row[0] else now
         load_before = os.getloadavg()
-        with running_server(url, folder / "serve.log") as base:
+        with running_server(url, folder / "serve.log") as (base, _pid):
             api = measure_api(base, url, one_hz=one_hz, now=seeded_now,
                               requests=opts.requests, warmup=opts.warmup)
         direct = measure_audit(url, one_hz=one_hz, now=seeded_now, requests=opts.requests,

@@ -1,4 +1,5 @@
-"""``homeward bench ingest|alerts|api|edge|sim-racp``: figures with the command that made them."""
+"""``homeward bench ingest|alerts|api|fhir-export|pipeline|edge|sim-racp``: figures with the
+command that made them."""
 
 from __future__ import annotations
 
@@ -76,6 +77,29 @@ def register(bench: typer.Typer) -> None:
         opts = ApiBenchOptions(requests=requests, warmup=warmup, database_url=database_url,
                                keep=keep, plain=plain, as_json=as_json)
         result = run(opts, echo=None if as_json else typer.echo)
+        if as_json:
+            typer.echo(orjson.dumps(result).decode())
+        else:
+            for line in render(result):
+                typer.echo(line)
+
+    @bench.command("fhir-export")
+    def bench_fhir_export(
+        readings: Annotated[int, typer.Option(min=1000, help="readings of the large team "
+                                                         "(the small one has a tenth)")
+                            ] = 1_000_000,
+        patients: Annotated[int, typer.Option(min=1, help="patients per team")] = 1000,
+        as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    ) -> None:
+        """FHIR bulk export through the real `homeward serve`: Observations/s, MB/s and the
+        server's peak RSS for a team of N readings and one of N/10."""
+        import orjson
+
+        from bench.fhir_export import ExportBenchOptions, render, run
+
+        result = run(ExportBenchOptions(readings=readings, patients=patients,
+                                        as_json=as_json),
+                     echo=None if as_json else lambda line: typer.echo(line, err=True))
         if as_json:
             typer.echo(orjson.dumps(result).decode())
         else:

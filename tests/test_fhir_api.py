@@ -264,6 +264,17 @@ def test_blood_pressures_over_a_date_range_page_by_page(ward: Ward) -> None:
     assert [r["id"] for r in resources(two_days)] == ward.bp_ids[2:6]
 
 
+def test_last_updated_is_when_the_server_stored_the_reading(ward: Ward) -> None:
+    with psycopg.connect(ward.url) as conn:
+        row = conn.execute("SELECT committed_at FROM reading WHERE id = %s",
+                           (ward.bp_ids[5],)).fetchone()
+    assert row is not None
+    after = _observations(ward, {"patient": str(ward.patient_a), "code": BP_PANEL,
+                                 "_lastUpdated": f"gt{row[0].isoformat()}"})
+    assert [r["id"] for r in after] == ward.bp_ids[6:]
+    assert all(r["meta"]["lastUpdated"] > row[0].isoformat()[:19] for r in after)
+
+
 def test_newest_first(ward: Ward) -> None:
     found = _observations(ward, {"patient": str(ward.patient_a), "code": BP_PANEL,
                                  "_sort": "-date", "_count": "4"})
