@@ -43,6 +43,8 @@ from server.fhir import (
     searchset,
 )
 from server.fhir import codes as c
+from server.fhir.capability import capability_statement
+from server.fhir.push import transaction_bundle
 from tests.test_fhir_resources import (
     CUFF,
     EXAMPLES,
@@ -169,8 +171,27 @@ def resources() -> Labelled:
         *((f"operation outcome {severity}", operation_outcome(severity, code, "Patient/99"))
           for severity, code in [("error", "not-found"), ("fatal", "exception"),
                                  ("warning", "invalid"), ("information", "informational")]),
+        ("the FHIR API's capability statement", capability_statement(
+            base_url="https://h/fhir/r4", published=TAKEN)),
+        ("a FHIR push: transaction of patient, flag and evidence", _push()),
     ]
     return out
+
+
+def _push() -> dict[str, Any]:
+    reading = {"id": uuid.UUID(int=9), "taken_at": TAKEN, "kind": "spo2", "hub_id": HUB,
+               "device": "A0:B1:C2:D3:E4:F5", "values": {"spo2": 88, "pulse_rate": 104},
+               "flags": [], "received_at": TAKEN, "patient_id": PATIENT}
+    alert = {"id": 77, "category": "clinical", "patient_id": PATIENT, "rule_id": "spo2_low",
+             "rule": {"title": "Low SpO2"}, "severity": "red", "state": "open",
+             "summary": "SpO2 88 %", "opened_at": TAKEN, "resolved_at": None,
+             "acknowledged_by": None, "acknowledged_at": None,
+             "readings": [{"id": str(reading["id"]), "kind": "spo2",
+                           "values": reading["values"]}]}
+    return transaction_bundle(alert, [reading], {"id": PATIENT, "nhs_number": "9434765919",
+                                                 "display_name": "Ada", "status": "active",
+                                                 "date_of_birth": None},
+                              base_url="https://receiver.example/fhir")
 
 
 # -- Resources broken on purpose: the validator must see what is wrong ---------------------
@@ -268,14 +289,25 @@ def test_medplum_finds_no_error_in_any_resource_the_mapping_emits(validated):
     assert not found, "\n".join(found)
     # Warnings do not fail validate.mjs, but there are none today: a new one is worth a
     # look.  What remains is information: what Medplum could not check (validate.mjs, KNOWN).
+    # One exception: in a transaction Bundle the entries reference the patient by its
+    # entry's urn:uuid fullUrl, as R4 transactions do (the receiver resolves it;
+    # https://hl7.org/fhir/R4/bundle.html#references), which Medplum takes for a
+    # reference of the wrong type.
     assert [describe(i) for _, result in validated["emitted"] for i in result["issues"]
-            if i["severity"] == "warning"] == []
+            if i["severity"] == "warning" and not _bundle_urn(i)] == []
+
+
+def _bundle_urn(issue: dict[str, Any]) -> bool:
+    where = (issue.get("expression") or [""])[0]
+    return (where.startswith("Bundle.entry[") and "subject" in where
+            and issue["details"]["text"].startswith('Invalid reference: got "urn:uuid:'))
 
 
 def test_every_resource_type_and_profile_the_mapping_emits_was_checked(validated):
     emitted = validated["emitted"]
     assert {r["resourceType"] for (_, r), _ in emitted} == {
-        "Patient", "Observation", "Device", "Flag", "CareTeam", "Bundle", "OperationOutcome"}
+        "Patient", "Observation", "Device", "Flag", "CareTeam", "Bundle", "OperationOutcome",
+        "CapabilityStatement"}
     claimed = {p for (_, r), result in emitted for p in result["profiles"]}
     profiles = {coded.profile for coded in c.CODES.values() if coded.profile}
     profiles |= {panel.profile for panel in c.PANELS.values()}
