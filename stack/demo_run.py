@@ -241,6 +241,8 @@ def run_demo(*, state_dir: Path, api_port: int, homes: int, interval: float, res
         info = {
             "dashboard_url": f"{api}/",
             "api_url": f"{api}/api",
+            # any clinician's api_token reads her scope as FHIR R4 (docs/fhir.md)
+            "fhir_base_url": f"{api}/fhir/r4",
             "openapi_url": f"{api}/docs",
             "clinician": {"username": CLINICIAN_USERNAME,
                           "password": secrets.clinician_password,

@@ -147,6 +147,17 @@ def test_demo_end_to_end_with_mosquitto_pub(demo: RunningDemo) -> None:
     assert alert["severity"] == "red"
     assert [r["id"] for r in alert["readings"]] == [reading["id"]]
 
+    # The same reading and alert, as FHIR R4, with the same token.
+    fhir = info["fhir_base_url"]
+    observation = httpx.get(f"{fhir}/Observation/{reading['id']}", headers=auth, timeout=5)
+    assert observation.status_code == 200, observation.text
+    systolic = observation.json()["component"][0]
+    assert (systolic["code"]["coding"][0]["code"], systolic["valueQuantity"]["value"]) == (
+        "8480-6", 186)
+    flags = httpx.get(f"{fhir}/Flag", params={"patient": spare["patient_id"],
+                                              "status": "active"}, headers=auth, timeout=5)
+    assert str(alert["id"]) in [e["resource"]["id"] for e in flags.json()["entry"]]
+
     # The clinician login in demo.json opens the dashboard.
     page = httpx.post(f"{info['dashboard_url']}login", follow_redirects=True, timeout=5,
                       data={"username": info["clinician"]["username"],
