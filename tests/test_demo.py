@@ -99,11 +99,17 @@ def test_demo_people_have_caseloads_that_differ_and_overlap_in_one_patient(
     assert sorted(c["role"] for c in info["clinicians"]) == ["admin", "nurse", "nurse",
                                                              "team_lead"]
 
+    care_teams = {p["id"]: set(p["teams"]) for p in info["patients"]}
+
     def caseload(username: str) -> set[int]:
+        """Her care-team patients.  An alert routed to her team (the other tests raise
+        some) also shows her its patient while it is active (H-009): left out here."""
         response = httpx.get(f"{info['api_url']}/patients", timeout=10, headers={
             "Authorization": f"Bearer {people[username]['api_token']}"})
         response.raise_for_status()
-        return {row["id"] for row in response.json()}
+        mine = set(people[username]["teams"])
+        return {row["id"] for row in response.json()
+                if people[username]["role"] == "admin" or care_teams[row["id"]] & mine}
 
     nurses = [c["username"] for c in info["clinicians"] if c["role"] == "nurse"]
     first, second = caseload(nurses[0]), caseload(nurses[1])

@@ -348,6 +348,7 @@ def test_devices_and_care_teams_of_a_patient(ward: Ward) -> None:
 
 # -- the system client -------------------------------------------------------------------------
 
+@pytest.mark.hazard("H-015")
 def test_a_system_client_reads_its_organisation_and_nothing_else(ward: Ward) -> None:
     both = resources(get(ward, "/Patient", token=ward.system))
     assert {r["id"] for r in both} == {str(ward.patient_a), str(ward.patient_b)}

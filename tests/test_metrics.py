@@ -185,6 +185,12 @@ def test_every_endpoint_moves_with_what_flows_through(platform: dict[str, Any]) 
                     route=route)
         assert value(api, "homeward_api_requests_total", method="GET", route=route,
                      status="200") >= 1
+        # the counters move as each request ends, which may be just after its response
+        deadline = time.monotonic() + 5
+        while value(api, "homeward_api_requests_total", method="GET", route="unmatched",
+                    status="404") < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            api = scrape(endpoints["api"])
         assert value(api, "homeward_api_requests_total", method="GET", route="unmatched",
                      status="404") >= 1
         routes = {dict(k[1]).get("route") for k in api} - {None}

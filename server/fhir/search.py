@@ -279,9 +279,11 @@ def parse(resource_type: str, items: Iterable[tuple[str, str]], *, strict: bool)
 
 
 def _count(value: str) -> int:
-    if not value.isascii() or not value.isdigit():
+    """A whole number, taken as 1 to MAX_COUNT (a server may return fewer than asked)."""
+    digits = value[1:] if value[:1] in "+-" else value
+    if not digits.isascii() or not digits.isdigit() or len(digits) > 100:
         raise SearchError(f"_count {value!r} is not a whole number")
-    return max(1, min(int(value), MAX_COUNT)) if int(value) else 1
+    return max(1, min(int(value), MAX_COUNT))
 
 
 def _sort(resource_type: str, value: str) -> bool:

@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from homeward.kinds import METRICS, Kind
 from server.api.deps import SessionDep
+from server.api.limits import allowed_methods
 from server.api.scope import (
     AlertAccess,
     DeviceAccess,
@@ -49,7 +50,48 @@ from server.fhir.search import (
 
 PREFIX = "/fhir/r4"
 MEDIA_TYPE = "application/fhir+json"
-router = APIRouter(prefix=PREFIX, tags=["fhir"])
+#: The OpenAPI schema of any FHIR resource (the FHIR specification defines the rest).
+RESOURCE_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["resourceType"], "additionalProperties": True,
+    "properties": {"resourceType": {"type": "string"}},
+    "externalDocs": {"url": "https://hl7.org/fhir/R4/"}}
+
+
+def fhir_content(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {MEDIA_TYPE: {"schema": RESOURCE_SCHEMA}}}
+
+
+#: Every FHIR route's error answers: OperationOutcomes.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: fhir_content("OperationOutcome: an unsupported or invalid parameter"),
+    401: fhir_content("OperationOutcome: no valid bearer token"),
+    403: fhir_content("OperationOutcome: not allowed (a system client outside /fhir)"),
+    404: fhir_content("OperationOutcome: no such resource, or outside the caller's scope"),
+    503: fhir_content("OperationOutcome: database unavailable; see Retry-After"),
+}
+OK: dict[int | str, dict[str, Any]] = {200: fhir_content("the resource, or a searchset Bundle")}
+router = APIRouter(prefix=PREFIX, tags=["fhir"], responses=ERRORS)
+
+_PATIENT_PARAM = {"name": "patient", "in": "query", "schema": {
+    "type": "string", "pattern": r"^(Patient/)?[0-9]{1,18}$"},
+    "description": "The patient: 123 or Patient/123 (a comma list is OR)"}
+_COUNT_PARAM = {"name": "_count", "in": "query", "schema": {"type": "integer"},
+                "description": "Entries per page (default 50), taken as 1 to 1000"}
+
+
+def search_doc(resource_type: str, *, patient_required: bool = False) -> dict[str, Any]:
+    """OpenAPI for a search: its page size and patient; the rest of its parameters (tokens,
+    dates) are listed in the description and the CapabilityStatement."""
+    from server.fhir.search import SUPPORTED
+
+    params: list[dict[str, Any]] = [{**_COUNT_PARAM}]
+    names = [p.name for p in SUPPORTED[resource_type]]
+    if "patient" in names:
+        params.append({**_PATIENT_PARAM, "required": patient_required})
+    return {"parameters": params, "description": (
+        f"FHIR search of {resource_type}: {', '.join(names)} (see /fhir/r4/metadata and "
+        "docs/fhir.md).  Unsupported parameters are ignored, or answered 400 under "
+        "'Prefer: handling=strict'.")}
 
 #: An error's HTTP status -> its OperationOutcome issue type (http://hl7.org/fhir/issue-type).
 ISSUE_TYPES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found",
@@ -88,7 +130,10 @@ def install_error_handlers(app: FastAPI) -> None:
                 return await app_answer(request, exc)
             if isinstance(exc, StarletteHTTPException):
                 detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-                return outcome(exc.status_code, detail, dict(exc.headers or {}))
+                headers = dict(exc.headers or {})
+                if exc.status_code == 405:
+                    headers["Allow"] = allowed_methods(request)
+                return outcome(exc.status_code, detail, headers)
             if isinstance(exc, RequestValidationError):
                 errors = exc.errors()
                 if any(e.get("loc", ("",))[0] == "path" for e in errors):
@@ -169,7 +214,7 @@ _EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
 # -- metadata ------------------------------------------------------------------------------
 
 @router.get("/metadata", summary="The CapabilityStatement: what this server supports",
-            response_class=FhirResponse)
+            response_class=FhirResponse, responses=OK)
 def metadata(request: Request) -> FhirResponse:
     return FhirResponse(capability_statement(base_url=base_url(request),
                                              published=_PUBLISHED))
@@ -180,7 +225,8 @@ _PUBLISHED = datetime.fromisoformat("2026-12-04T00:00:00+00:00")
 
 # -- Patient -------------------------------------------------------------------------------
 
-@router.get("/Patient", summary="Search patients: identifier, _id", response_class=FhirResponse)
+@router.get("/Patient", summary="Search patients: identifier, _id", response_class=FhirResponse,
+            responses=OK, openapi_extra=search_doc("Patient"))
 def patient_search(request: Request, conn: SessionDep, access: SearchAccess) -> FhirResponse:
     search = _search(request, "Patient")
     ids: list[list[int]] = []
@@ -194,7 +240,8 @@ def patient_search(request: Request, conn: SessionDep, access: SearchAccess) -> 
     return _bundle(request, search, [fhir.patient(r) for r in page], after)
 
 
-@router.get("/Patient/{patient_id}", summary="Read a patient", response_class=FhirResponse)
+@router.get("/Patient/{patient_id}", summary="Read a patient", response_class=FhirResponse,
+            responses=OK)
 def patient_read(patient_id: DbId, conn: SessionDep, access: PatientAccess) -> FhirResponse:
     return FhirResponse(fhir.patient(store.patient(conn, patient_id)))
 
@@ -223,7 +270,8 @@ def _matches(code: fhir.Resource, category: list[fhir.Resource],
             and all(any(concept_matches(category, t) for t in group) for group in categories))
 
 
-@router.get("/Observation", response_class=FhirResponse,
+@router.get("/Observation", response_class=FhirResponse, responses=OK,
+            openapi_extra=search_doc("Observation"),
             summary="Search readings: patient, code, category, date, _lastUpdated, _sort")
 def observation_search(request: Request, conn: SessionDep,
                        access: SearchAccess) -> FhirResponse:
@@ -281,7 +329,7 @@ def _observation_page(conn: Any, access: Any, search: Search, codes: list[list[T
 
 
 @router.get("/Observation/{observation_id}", summary="Read one Observation",
-            response_class=FhirResponse)
+            response_class=FhirResponse, responses=OK)
 def observation_read(observation_id: str, conn: SessionDep,
                      access: ObservationAccess) -> FhirResponse:
     reading_id, _part = fhir.parse_observation_id(observation_id)  # checked by the access
@@ -305,7 +353,7 @@ def _flag(row: dict[str, Any]) -> fhir.Resource:
 
 
 @router.get("/Flag", summary="Search alerts as Flags: patient, status, _lastUpdated",
-            response_class=FhirResponse)
+            response_class=FhirResponse, responses=OK, openapi_extra=search_doc("Flag"))
 def flag_search(request: Request, conn: SessionDep, access: SearchAccess) -> FhirResponse:
     search = _search(request, "Flag")
     states: set[str] | None = None
@@ -320,7 +368,8 @@ def flag_search(request: Request, conn: SessionDep, access: SearchAccess) -> Fhi
     return _bundle(request, search, [_flag(r) for r in page], after)
 
 
-@router.get("/Flag/{alert_id}", summary="Read an alert as a Flag", response_class=FhirResponse)
+@router.get("/Flag/{alert_id}", summary="Read an alert as a Flag", response_class=FhirResponse,
+            responses=OK)
 def flag_read(alert_id: DbId, conn: SessionDep, access: AlertAccess) -> FhirResponse:
     row = store.alert(conn, alert_id)
     if row is None or row["category"] != "clinical":
@@ -338,14 +387,16 @@ def _one_patient_set(conn: Any, access: Any, search: Search) -> list[int]:
 
 
 @router.get("/Device", summary="A patient's devices and hubs: patient (required)",
-            response_class=FhirResponse)
+            response_class=FhirResponse, responses=OK,
+            openapi_extra=search_doc("Device", patient_required=True))
 def device_search(request: Request, conn: SessionDep, access: SearchAccess) -> FhirResponse:
     search = _search(request, "Device")
     rows = store.devices(conn, _one_patient_set(conn, access, search))
     return _bundle(request, search, [store.device_resource(r) for r in rows], None)
 
 
-@router.get("/Device/{device_id}", summary="Read a device or a hub", response_class=FhirResponse)
+@router.get("/Device/{device_id}", summary="Read a device or a hub", response_class=FhirResponse,
+            responses=OK)
 def device_read(device_id: str, conn: SessionDep, access: DeviceAccess) -> FhirResponse:
     row, _patient = store.device_patient(conn, access.scope, device_id)
     return FhirResponse(store.device_resource(row))
@@ -353,7 +404,8 @@ def device_read(device_id: str, conn: SessionDep, access: DeviceAccess) -> FhirR
 
 # -- CareTeam ------------------------------------------------------------------------------
 
-@router.get("/CareTeam", summary="Search care teams: patient", response_class=FhirResponse)
+@router.get("/CareTeam", summary="Search care teams: patient", response_class=FhirResponse,
+            responses=OK, openapi_extra=search_doc("CareTeam"))
 def care_team_search(request: Request, conn: SessionDep, access: SearchAccess) -> FhirResponse:
     search = _search(request, "CareTeam")
     rows = store.patients(conn, access.scope, ids=search.patients(), after=_after_id(search),
@@ -364,7 +416,7 @@ def care_team_search(request: Request, conn: SessionDep, access: SearchAccess) -
 
 
 @router.get("/CareTeam/{patient_id}", summary="Read a patient's care team",
-            response_class=FhirResponse)
+            response_class=FhirResponse, responses=OK)
 def care_team_read(patient_id: DbId, conn: SessionDep, access: PatientAccess) -> FhirResponse:
     teams = store.care_teams(conn, [patient_id])
     return FhirResponse(fhir.care_team(patient_id, teams[patient_id]))

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.responses import Response, StreamingResponse
 from psycopg import sql
@@ -26,11 +27,28 @@ from psycopg import sql
 from homeward.wire import format_time
 from server.access import visible_teams
 from server.api.deps import PoolDep, SessionDep
-from server.api.routes.fhir import PREFIX, FhirResponse, base_url, strict_handling
+from server.api.routes.fhir import ERRORS, PREFIX, base_url, strict_handling
 from server.api.scope import ListAccess, audit_patients
 from server.fhir import export
 
-router = APIRouter(prefix=PREFIX, tags=["fhir"])
+router = APIRouter(prefix=PREFIX, tags=["fhir"], responses=ERRORS)
+
+KICKOFF: dict[int | str, dict[str, Any]] = {202: {
+    "description": "accepted; Content-Location is the status URL", "content": {},
+    "headers": {"Content-Location": {"schema": {"type": "string"}}}}}
+KICKOFF_DOC: dict[str, Any] = {"parameters": [
+    {"name": "_type", "in": "query", "schema": {
+        "type": "string", "pattern": "^(" + "|".join(export.TYPES) + ")(,(" + "|".join(
+            export.TYPES) + "))*$"}, "description": "resource types (default: all)"},
+    {"name": "_outputFormat", "in": "query", "schema": {
+        "type": "string", "enum": sorted(export.OUTPUT_FORMATS)}}]}
+MANIFEST: dict[int | str, dict[str, Any]] = {200: {
+    "description": "the completion manifest (FHIR Bulk Data)",
+    "content": {"application/json": {"schema": {"type": "object", "required": [
+        "transactionTime", "request", "requiresAccessToken", "output", "error"]}}}}}
+FILE: dict[int | str, dict[str, Any]] = {200: {
+    "description": "NDJSON: one resource a line",
+    "content": {export.NDJSON: {"schema": {"type": "string"}}}}}
 
 TeamId = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=64)]
 Type = Annotated[str, Path(pattern="^(" + "|".join(export.TYPES) + ")$")]
@@ -51,13 +69,15 @@ def _kickoff(request: Request, conn: SessionDep, access: ListAccess,
         "Content-Location": f"{base_url(request)}/$export-status/{job.id}"})
 
 
-@router.get("/Patient/$export", status_code=202,
+@router.get("/Patient/$export", status_code=202, response_class=Response,
+            responses=KICKOFF, openapi_extra=KICKOFF_DOC,
             summary="Bulk export of every patient in the caller's scope (async kick-off)")
 def patient_export(request: Request, conn: SessionDep, access: ListAccess) -> Response:
     return _kickoff(request, conn, access, None)
 
 
-@router.get("/Group/{team_id}/$export", status_code=202,
+@router.get("/Group/{team_id}/$export", status_code=202, response_class=Response,
+            responses=KICKOFF, openapi_extra=KICKOFF_DOC,
             summary="Bulk export of a team's care-team patients (async kick-off)")
 def group_export(team_id: TeamId, request: Request, conn: SessionDep,
                  access: ListAccess) -> Response:
@@ -71,22 +91,26 @@ def _job(conn: SessionDep, access: ListAccess, job_id: uuid.UUID) -> export.Job:
     return job
 
 
-@router.get("/$export-status/{job_id}", summary="An export's manifest")
+@router.get("/$export-status/{job_id}", summary="An export's manifest",
+            response_class=Response, responses=MANIFEST)
 def export_status(job_id: uuid.UUID, request: Request, conn: SessionDep,
                   access: ListAccess) -> Response:
     job = _job(conn, access, job_id)
-    return FhirResponse(export.manifest(job, base_url(request)),
-                        headers={"Expires": format_time(job.expires_at)})
+    return Response(orjson.dumps(export.manifest(job, base_url(request))),
+                    media_type="application/json",
+                    headers={"Expires": format_time(job.expires_at)})
 
 
-@router.delete("/$export-status/{job_id}", status_code=202, summary="Cancel an export")
+@router.delete("/$export-status/{job_id}", status_code=202, summary="Cancel an export",
+               response_class=Response, responses={202: {"description": "cancelled",
+                                                         "content": {}}})
 def export_delete(job_id: uuid.UUID, conn: SessionDep, access: ListAccess) -> Response:
     export.delete(conn, _job(conn, access, job_id))
     return Response(status_code=202)
 
 
 @router.get("/$export-file/{job_id}/{resource_type}", summary="One NDJSON file of an export",
-            response_class=StreamingResponse)
+            response_class=StreamingResponse, responses=FILE)
 def export_file(job_id: uuid.UUID, resource_type: Type, request: Request, pool: PoolDep,
                 conn: SessionDep, access: ListAccess) -> StreamingResponse:
     job = _job(conn, access, job_id)
