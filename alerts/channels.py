@@ -8,6 +8,7 @@ sender raises ``DeliveryError`` with a reason the outbox records.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import smtplib
 import ssl
@@ -85,13 +86,21 @@ class EmailSender:
         msg["Subject"] = subject(payload)
         msg["Message-ID"] = message_id(key)
         msg["X-Homeward-Idempotency-Key"] = key
-        link = f"{self.settings.dashboard_url.rstrip('/')}/alerts/{payload.get('alert_id')}"
-        msg.set_content(
-            f"{payload.get('summary', '')}\n\n"
-            f"Severity: {payload.get('severity')}\nRule: {payload.get('rule_id')}\n"
-            f"Why: {payload.get('source') or ''}\nTeam: {payload.get('team_id')}\n"
-            f"Escalation level: {payload.get('level')} ({payload.get('reason')})\n"
-            f"Opened: {payload.get('opened_at')}\n\nOpen the alert: {link}\n")
+        if payload.get("kind") == "message":  # no alert's: its own subject and text
+            msg.replace_header("Subject", str(payload.get("subject", ""))[:200])
+            msg.set_content(str(payload.get("body", "")))
+            for item in payload.get("attachments") or ():
+                maintype, _, subtype = str(item["content_type"]).partition("/")
+                msg.add_attachment(base64.b64decode(item["data"]), maintype=maintype,
+                                   subtype=subtype, filename=str(item["filename"]))
+        else:
+            link = f"{self.settings.dashboard_url.rstrip('/')}/alerts/{payload.get('alert_id')}"
+            msg.set_content(
+                f"{payload.get('summary', '')}\n\n"
+                f"Severity: {payload.get('severity')}\nRule: {payload.get('rule_id')}\n"
+                f"Why: {payload.get('source') or ''}\nTeam: {payload.get('team_id')}\n"
+                f"Escalation level: {payload.get('level')} ({payload.get('reason')})\n"
+                f"Opened: {payload.get('opened_at')}\n\nOpen the alert: {link}\n")
         try:
             with smtplib.SMTP(self.settings.smtp_host, self.settings.smtp_port,
                               timeout=self.settings.smtp_timeout) as smtp:

@@ -19,6 +19,7 @@ itself is still on the dashboard: nothing is dropped).
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 import psycopg
 
 from alerts.channels import DeliveryError, Sender, default_senders
@@ -69,7 +71,7 @@ class Outbox:
         return tried
 
     def _attempt(self, conn: psycopg.Connection[Any], nid: int, channel: str, target: str,
-                 payload: dict[str, Any], key: str, attempt: int, alert_id: int,
+                 payload: dict[str, Any], key: str, attempt: int, alert_id: int | None,
                  team_id: str | None, now: datetime) -> None:
         sender = self.senders.get(channel)
         started = time.perf_counter()
@@ -103,10 +105,42 @@ class Outbox:
             if self.on_failure is not None:
                 self.on_failure(conn, f"system.delivery_failed.{channel}.{target}",
                                 f"Cannot deliver {channel} to {target} after {attempt} "
-                                f"attempts (alert {alert_id}): {error}",
+                                f"attempts ({f'alert {alert_id}' if alert_id else 'a message'}"
+                                f"): {error}",
                                 team_id=team_id, at=now, severity="amber",
                                 detail={"notification_id": nid, "alert_id": alert_id})
             return
         conn.execute("UPDATE notification SET attempts = %s, last_error = %s,"
                      " next_attempt_at = %s WHERE id = %s",
                      (attempt, error, now + self.backoff(attempt), nid))
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+def enqueue_message(conn: psycopg.Connection[Any], *, channel: str, target: str,
+                    subject: str, body: str, key: str, at: datetime, reason: str,
+                    team_id: str | None = None, clinician_id: int | None = None,
+                    attachments: tuple[Attachment, ...] = (),
+                    detail: Mapping[str, Any] | None = None) -> int | None:
+    """Queue a message that is no alert's (a sign-in code, a shift report) on ``channel``
+    (``email`` or ``webhook``), delivered by the same outbox with the same retries, key
+    and attempt records.  ``key`` makes it idempotent: the same key again queues nothing
+    (None).  Call inside the transaction that decided to send it."""
+    payload = {"kind": "message", "subject": subject, "body": body, "reason": reason,
+               "idempotency_key": key, **(detail or {}),
+               "attachments": [{"filename": a.filename, "content_type": a.content_type,
+                                "data": base64.b64encode(a.data).decode()}
+                               for a in attachments]}
+    row = conn.execute(
+        "INSERT INTO notification (kind, channel, target, team_id, clinician_id, reason,"
+        " idempotency_key, payload, created_at, next_attempt_at)"
+        " VALUES ('message', %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)"
+        " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+        (channel, target, team_id, clinician_id, reason, key, orjson.dumps(payload).decode(),
+         at, at)).fetchone()
+    return int(row[0]) if row is not None else None

@@ -95,3 +95,28 @@ def test_undeliverable_email_raises_a_system_alert_and_the_alert_stays(conn):
     assert "system.delivery_failed.email.amy@example.nhs.uk" in [a["rule_id"] for a in system]
     clinical = [a for a in store.list_alerts(conn) if a["category"] == "clinical"]
     assert clinical and clinical[0]["state"] == "open"   # still on the dashboard
+
+
+def test_a_message_that_is_no_alerts_is_mailed_once_with_its_attachment(conn, smtp_server):
+    """A sign-in code or a shift report goes through the same outbox: its own subject and
+    text, an attachment, one row however often it is queued, every attempt recorded."""
+    from alerts.channels import ChannelSettings, default_senders
+    from alerts.outbox import Attachment, Outbox, enqueue_message
+
+    at = MONDAY + timedelta(hours=8)
+    for _ in range(2):  # the same key twice: one message
+        enqueue_message(conn, channel="email", target="lead@example.nhs.uk",
+                        subject="Night report: COPD team", body="3 alerts, 1 hand-over.",
+                        key="shift-report-copd-2026-03-02", at=at, reason="shift_report",
+                        attachments=(Attachment("report.csv", "text/csv", b"a,b\n1,2\n"),))
+    outbox = Outbox(default_senders(ChannelSettings(smtp_host="127.0.0.1",
+                                                    smtp_port=smtp_server.port,
+                                                    smtp_timeout=5)))
+    assert outbox.deliver_due(conn, at) == 1
+    (mail,) = smtp_server.to("lead@example.nhs.uk")
+    assert mail["Subject"] == "Night report: COPD team"
+    body, attachment = mail.get_payload()
+    assert body.get_payload().strip() == "3 alerts, 1 hand-over."
+    assert attachment.get_filename() == "report.csv"
+    assert attachment.get_payload(decode=True) == b"a,b\n1,2\n"
+    assert attempts(conn, "email") == [(True, None)]
