@@ -151,6 +151,15 @@ class Settings(EnvSettings):
     session_absolute_seconds: int = Field(default=12 * 3600, ge=60)
     #: The session cookie's Secure flag; unset: when dashboard_url or the request is https.
     session_cookie_secure: bool | None = None
+    #: The patient portal (docs/patient-portal.md): a sign-in code works this long, once;
+    #: a patient's session ends after this long unused, and this long after sign-in.
+    patient_code_seconds: int = Field(default=10 * 60, ge=60, le=3600)
+    patient_session_idle_seconds: int = Field(default=30 * 60, ge=60)
+    patient_session_absolute_seconds: int = Field(default=12 * 3600, ge=60)
+    #: Development and the demo only (refused in production): e-mails to patients (sign-in
+    #: codes, notices of new messages) are appended to this file (0600) instead of being
+    #: queued for SMTP.
+    patient_mail_file: Path | None = None
     #: /health degrades when the oldest reading waiting for evaluation is older (s).
     health_evaluation_backlog_seconds: float = Field(default=120.0, gt=0)
     #: /health degrades when an ingest has held a message unacknowledged this long (s).
@@ -213,6 +222,9 @@ class Settings(EnvSettings):
             if provisioner is not None and provisioner.lower() in PLACEHOLDER_SECRETS:
                 raise ValueError("HOMEWARD_MQTT_PROVISIONER_PASSWORD is a placeholder;"
                                  " set a real secret")
+            if self.patient_mail_file is not None:
+                raise ValueError("HOMEWARD_PATIENT_MAIL_FILE writes sign-in codes to a file;"
+                                 " it is for development and the demo only")
         return self
 
 

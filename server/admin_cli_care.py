@@ -118,6 +118,25 @@ def register_care(admin_app: typer.Typer) -> None:
         typer.echo(f"Care team of patient {patient_id}: {', '.join(teams or [])}"
                    + (f" (lead {lead})" if lead else "") + ".")
 
+    @patient.command("portal-email")
+    def patient_portal_email(
+        ctx: typer.Context, patient_id: int,
+        email: Annotated[str | None, typer.Argument(help="The address the patient's sign-in "
+                                                         "codes go to; leave out to remove "
+                                                         "it (no sign-in).")] = None,
+    ) -> None:
+        """The patient's sign-in address for the patient portal (/my; docs/patient-portal.md)."""
+        from server.patient_auth import set_email
+
+        with connect(ctx) as conn:
+            try:
+                set_email(conn, patient_id, email)
+            except ValueError as err:
+                fail(str(err))
+            record(conn, "patient portal-email", f"patient:{patient_id}", patient_id)
+        typer.echo(f"Patient {patient_id}: portal sign-in "
+                   + (f"codes go to {email.strip().lower()}." if email else "removed."))
+
     @patient.command("status")
     def patient_status(
         ctx: typer.Context, patient_id: int,

@@ -2,6 +2,7 @@
 // <figure data-chart='{"series": [...], "thresholds": [...], "from", "to"}'> gets one
 // plot: a line per metric (raw readings, or hourly/daily means for long ranges) and a
 // dashed line per threshold, in the severity's colour.  Times are Europe/London.
+// data-font="16px ..." draws the axis labels in that font.
 // After drawing, the figure says what it drew (data-points, data-thresholds-drawn and
 // data-threshold-pixels, canvas pixel positions) so tests can check the picture.
 "use strict";
@@ -97,6 +98,7 @@
       value: (u, v) => (v === null ? "—" : `${+v.toFixed(1)}${chart.unit ? " " + chart.unit : ""}`),
     })));
     const [lo, hi] = yRange(data, chart.thresholds);
+    const font = fig.dataset.font ? {font: fig.dataset.font} : null;
     const opts = {
       width: Math.max(280, plot.clientWidth || fig.clientWidth),
       height: HEIGHT,
@@ -105,7 +107,8 @@
         x: {time: true, range: () => [Date.parse(chart.from) / 1000, Date.parse(chart.to) / 1000]},
         y: {range: () => [lo, hi]},
       },
-      axes: [{stroke: "#1b1f24", values: timeLabels, size: 50}, {stroke: "#1b1f24", size: 55}],
+      axes: [{stroke: "#1b1f24", values: timeLabels, size: font ? 64 : 50, ...font},
+             {stroke: "#1b1f24", size: font ? 64 : 55, ...font}],
       legend: {live: false},
       series,
       hooks: {draw: [thresholdHook(fig, chart)]},
