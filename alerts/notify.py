@@ -94,17 +94,22 @@ class Notifier:
                 "SELECT 1 FROM team WHERE id = %s", (team_id,)).fetchone() is None:
             log.error("route %s names unknown team %s", primary.route, team_id)
             team_id = care[0][0] if care else None
-        escalation = primary.escalation
-        if team_id is not None:  # the team's own policy, set by an admin, over the route's
-            own = conn.execute("SELECT escalation_policy FROM team_escalation"
-                               " WHERE team_id = %s", (team_id,)).fetchone()
-            if own is not None and own[0] in self.routing.policies:
-                escalation = own[0]
+        escalation = self.own_policy(conn, team_id, primary.escalation)
         policy = self.routing.policies[escalation]
         return team_id, {"route": primary.route, "channels": list(primary.channels),
                          "escalation": escalation,
                          "ack_lease_seconds": policy.ack_lease.total_seconds(),
                          "also": [d.as_json() for d in dests[1:]]}
+
+    def own_policy(self, conn: psycopg.Connection[Any], team_id: str | None,
+                    escalation: str) -> str:
+        """The team's own escalation policy, set by an admin, over the route's."""
+        if team_id is not None:
+            own = conn.execute("SELECT escalation_policy FROM team_escalation"
+                               " WHERE team_id = %s", (team_id,)).fetchone()
+            if own is not None and own[0] in self.routing.policies:
+                return str(own[0])
+        return escalation
 
     def router(self, conn: psycopg.Connection[Any], patient_id: int, rule: Rule,
                severity: str, at: datetime) -> tuple[str | None, dict[str, Any] | None]:
@@ -126,7 +131,7 @@ class Notifier:
                 conn.execute("UPDATE alert SET next_escalation_at = NULL WHERE id = %s",
                              (change.alert_id,))
             return
-        alert = self._load(conn, change.alert_id)
+        alert = self.load(conn, change.alert_id)
         if alert is None or alert["inhibited_by"]:
             return
         if change.event == "severity_raised":
@@ -137,11 +142,11 @@ class Notifier:
             conn.execute("UPDATE alert SET team_id = %s, route = %s::jsonb,"
                          " escalation_policy = %s WHERE id = %s",
                          (team_id, _dumps(route), route["escalation"], alert["id"]))
-            alert = self._load(conn, change.alert_id)
+            alert = self.load(conn, change.alert_id)
             assert alert is not None
         if alert["snoozed_until"] is not None and alert["snoozed_until"] > now:
             return
-        self._enter_level(conn, alert, 0, reason=change.event, now=now)
+        self.enter_level(conn, alert, 0, reason=change.event, now=now)
 
     # -- the scheduler tick ------------------------------------------------------------
     def tick(self, conn: psycopg.Connection[Any], now: datetime, *, limit: int = 200) -> int:
@@ -162,7 +167,7 @@ class Notifier:
                                        team_id=alert["team_id"], patient_id=alert["patient_id"])
                 alert["state"] = "open"
                 if not alert["inhibited_by"] and not _snoozed(alert, now):
-                    self._enter_level(conn, alert, 0, reason="reopened", now=now)
+                    self.enter_level(conn, alert, 0, reason="reopened", now=now)
                 fhir_push.enqueue(conn, alert["id"], "lease_expired", expired, at=now,
                                   url=self.fhir_push_url)
                 done += 1
@@ -177,7 +182,7 @@ class Notifier:
                              patient_id=alert["patient_id"])
                 alert["snoozed_until"] = None
                 if alert["state"] == "open" and not alert["inhibited_by"]:
-                    self._enter_level(conn, alert, alert["escalation_level"] or 0,
+                    self.enter_level(conn, alert, alert["escalation_level"] or 0,
                                       reason="snooze_expired", now=now)
                 done += 1
             for alert in cur.execute(
@@ -189,10 +194,10 @@ class Notifier:
                 policy = self._policy(alert)
                 level = alert["escalation_level"]
                 if level + 1 < len(policy.levels):
-                    self._enter_level(conn, alert, level + 1, reason="escalated", now=now)
+                    self.enter_level(conn, alert, level + 1, reason="escalated", now=now)
                     escalated.append(alert["team_id"])
                 else:
-                    self._enter_level(conn, alert, level, reason="reminder", now=now)
+                    self.enter_level(conn, alert, level, reason="reminder", now=now)
                 done += 1
         if self.on_escalated is not None:
             for team_id in escalated:
@@ -206,7 +211,7 @@ class Notifier:
             name = next(iter(self.routing.policies))
         return self.routing.policies[name]
 
-    def _enter_level(self, conn: psycopg.Connection[Any], alert: dict[str, Any], index: int,
+    def enter_level(self, conn: psycopg.Connection[Any], alert: dict[str, Any], index: int,
                      *, reason: str, now: datetime) -> None:
         policy = self._policy(alert)
         index = min(index, len(policy.levels) - 1)
@@ -335,8 +340,13 @@ class Notifier:
     # -- system alerts -----------------------------------------------------------------
     def raise_system_alert(self, conn: psycopg.Connection[Any], rule_id: str, summary: str, *,
                            team_id: str | None, at: datetime, severity: str = "red",
-                           detail: dict[str, Any] | None = None) -> int:
-        """Open (or re-trigger) the one active system alert for ``rule_id`` and notify it."""
+                           detail: dict[str, Any] | None = None,
+                           patient_id: int | None = None) -> int:
+        """Open (or re-trigger) the one active system alert for ``rule_id`` and notify it.
+
+        ``team_id`` holds it, under that team's own escalation policy when it has one;
+        ``patient_id`` names the patient it is about (an overdue task, an unanswered
+        hand-over), whose record the team then sees while it is active (server.access)."""
         row = conn.execute(
             "UPDATE alert SET trigger_count = trigger_count + 1, last_triggered_at = %s,"
             " updated_at = %s, summary = %s, detail = %s::jsonb WHERE category = 'system'"
@@ -348,15 +358,16 @@ class Notifier:
             return int(row[0])
         _team, route = self.route(conn, None, None, severity, at, category="system",
                                   rule_id=rule_id)
+        route["escalation"] = self.own_policy(conn, team_id, route["escalation"])
         rule = {"id": rule_id, "kind": "system", "title": "System alert",
                 "source": "Homeward alert engine (never drop an alert)"}
         inserted = conn.execute(
             "INSERT INTO alert (category, rule_id, rule, severity, summary, team_id, opened_at,"
-            " updated_at, last_triggered_at, detail, route, escalation_policy)"
-            " VALUES ('system', %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s)"
-            " RETURNING id",
+            " updated_at, last_triggered_at, detail, route, escalation_policy, patient_id)"
+            " VALUES ('system', %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s,"
+            " %s) RETURNING id",
             (rule_id, _dumps(rule), severity, summary, team_id, at, at, at, _dumps(detail or {}),
-             _dumps(route), route["escalation"])).fetchone()
+             _dumps(route), route["escalation"], patient_id)).fetchone()
         assert inserted is not None
         alert_id = int(inserted[0])
         record_event(conn, alert_id, "opened", at=at, detail={"summary": summary},
@@ -381,7 +392,7 @@ class Notifier:
                     "reading_id": failure.reading_id,
                     "taken_at": failure.taken_at.isoformat(), "error": failure.error})
 
-    def _load(self, conn: psycopg.Connection[Any], alert_id: int) -> dict[str, Any] | None:
+    def load(self, conn: psycopg.Connection[Any], alert_id: int) -> dict[str, Any] | None:
         with conn.cursor(row_factory=dict_row) as cur:
             return cur.execute(f"SELECT {_ALERT_COLS} FROM alert WHERE id = %s",
                                (alert_id,)).fetchone()

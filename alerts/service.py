@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from alerts import handovers, shift_report, tasks
 from alerts.channels import ChannelSettings, default_senders
 from alerts.metrics import AlertMetrics
 from alerts.notify import Notifier
@@ -16,6 +18,8 @@ from alerts.partitions import Partitions, parse_partition
 from alerts.routing import RoutingTree, load_routing
 from alerts.ruleset import RuleSet, load_ruleset
 from alerts.worker import AlertEngine, Clock, Worker, utcnow
+
+log = logging.getLogger(__name__)
 
 
 class AlertService:
@@ -38,14 +42,39 @@ class AlertService:
         if metrics is not None and self.outbox.on_attempt is None:
             self.outbox.on_attempt = metrics.record_attempt
         self.clock = clock
+        #: The dashboard's address, for the links in shift reports (default
+        #: HOMEWARD_DASHBOARD_URL).
+        self.dashboard_url: str | None = None
 
     def tick_timers(self, conn: psycopg.Connection[Any], now: datetime | None = None) -> None:
-        """Absence rules, leases, snoozes, escalations and reminders that are due."""
+        """Absence rules, leases, snoozes, escalations and reminders that are due; hand-overs
+        unanswered and tasks overdue (alerts/handovers.py, alerts/tasks.py)."""
         now = now or self.clock()
         changes = self.engine.tick(conn, now)  # on_change runs inside its transactions
         if self.metrics is not None:
             self.metrics.record_changes(changes)  # committed by now
+        # hand-overs first: an alert accepted meanwhile gets its new team's escalation,
+        # not a reminder from the old one's.  A failure of either is logged and retried
+        # next tick; it never stops the escalations below (H-021).
+        for what, step in (("hand-overs", handovers.tick), ("tasks", tasks.tick)):
+            try:
+                step(conn, self.notifier, now)
+            except psycopg.OperationalError:
+                raise  # the database is down: the worker's own retry handles it
+            except Exception:
+                log.exception("%s tick failed; trying again next tick", what)
         self.notifier.tick(conn, now)
+        self.send_shift_reports(conn, now)
+
+    def send_shift_reports(self, conn: psycopg.Connection[Any], now: datetime) -> None:
+        """The report of each team's shift that has just ended, to the team's e-mail
+        (alerts/shift_report.py); a failure here never stops the timers above."""
+        try:
+            if self.dashboard_url is None:
+                self.dashboard_url = ChannelSettings().dashboard_url
+            shift_report.send_due(conn, now, dashboard_url=self.dashboard_url)
+        except Exception:
+            log.exception("shift reports failed; trying again next tick")
 
     def tick(self, conn: psycopg.Connection[Any], now: datetime | None = None) -> None:
         """Everything time-driven, then the outbox (the worker delivers in its own thread)."""

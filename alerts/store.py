@@ -259,3 +259,19 @@ def add_note(conn: psycopg.Connection[Any], alert_id: int, *, clinician_id: int,
                      detail={"text": text}, state=state, severity=severity, team_id=team_id,
                      patient_id=patient_id)
     return _current(conn, alert_id)
+
+
+def close_system_alert(conn: psycopg.Connection[Any], alert_id: int, *, at: datetime,
+                       why: str) -> bool:
+    """Resolve a system alert whose cause has gone (the hand-over was answered, the
+    overdue task done): its escalation stops.  False if it was not active."""
+    row = conn.execute(
+        "UPDATE alert SET state = 'auto_resolved', resolved_at = %s, outcome = 'auto_resolved',"
+        " updated_at = %s, next_escalation_at = NULL WHERE id = %s AND category = 'system'"
+        " AND state IN ('open', 'acknowledged') RETURNING severity, team_id, patient_id",
+        (at, at, alert_id)).fetchone()
+    if row is None:
+        return False
+    record_event(conn, alert_id, "auto_resolved", at=at, detail={"summary": why},
+                 state="auto_resolved", severity=row[0], team_id=row[1], patient_id=row[2])
+    return True

@@ -5,7 +5,8 @@ team (``patient_team``); an admin sees every patient whose care team includes
 a team of her organisation.  Alerts, readings, notes, timelines, series and
 exports follow the patient; a system alert (no patient) follows its team.
 An alert routed to a team outside the care team (out of hours, a fallback) is
-seen by that team, and its patient while the alert is active.  A system client
+seen by that team, and its patient while the alert is active; a team offered a
+hand-over sees its patient until it answers.  A system client
 (role ``system``: a GP system's FHIR client) sees what an admin of its organisation
 sees, through ``/fhir`` only, read-only.
 Hubs and the quarantine (raw payloads may hold patient data) are admin-only.
@@ -100,20 +101,32 @@ def visible_patients(scope: Scope) -> sql.Composed:
     Her teams' care-team patients, and the patients of the active alerts routed to
     her teams: routing sends alerts to teams that are not on the care team (the
     out-of-hours service at night, a fallback team), whose nurses must be able to
-    open the record to act on them.  That access ends when the alert is resolved."""
+    open the record to act on them.  That access ends when the alert is resolved.  And
+    the patients of hand-overs offered to her teams, while the offer stands (a team
+    decides on what it can read), and of alerts her teams handed over, while the alert
+    is active (the sender follows what it handed over; issue 9)."""
     if scope.organisation_wide:
         return sql.SQL(
             "SELECT pt.patient_id FROM patient_team pt JOIN team t ON t.id = pt.team_id"
             " WHERE t.organisation_id = ANY({orgs})"
             " UNION ALL SELECT a.patient_id FROM alert a JOIN team t ON t.id = a.team_id"
             " WHERE t.organisation_id = ANY({orgs}) AND a.patient_id IS NOT NULL"
+            " AND a.state = ANY({states})"
+            " UNION ALL SELECT h.patient_id FROM handover h JOIN team t ON t.id = h.to_team"
+            " WHERE t.organisation_id = ANY({orgs}) AND h.state = 'offered'"
+            " UNION ALL SELECT h.patient_id FROM handover h JOIN team t ON t.id = h.from_team"
+            " JOIN alert a ON a.id = h.alert_id WHERE t.organisation_id = ANY({orgs})"
             " AND a.state = ANY({states})").format(
                 orgs=sql.Literal(list(scope.organisation_ids)),
                 states=sql.Literal(list(ACTIVE_STATES)))
     return sql.SQL(
         "SELECT pt.patient_id FROM patient_team pt WHERE pt.team_id = ANY({teams})"
         " UNION ALL SELECT a.patient_id FROM alert a WHERE a.team_id = ANY({teams})"
-        " AND a.patient_id IS NOT NULL AND a.state = ANY({states})").format(
+        " AND a.patient_id IS NOT NULL AND a.state = ANY({states})"
+        " UNION ALL SELECT h.patient_id FROM handover h WHERE h.to_team = ANY({teams})"
+        " AND h.state = 'offered'"
+        " UNION ALL SELECT h.patient_id FROM handover h JOIN alert a ON a.id = h.alert_id"
+        " WHERE h.from_team = ANY({teams}) AND a.state = ANY({states})").format(
             teams=sql.Literal(scope.team_ids), states=sql.Literal(list(ACTIVE_STATES)))
 
 
@@ -133,10 +146,13 @@ def patient_condition(scope: Scope, column: str = "patient_id") -> sql.Composed:
 def alert_condition(scope: Scope, alias: str = "a") -> sql.Composed:
     """A WHERE condition on an alert row: its patient is in scope, or it is routed to a
     team in scope (a system alert, or a patient's alert sent to a team outside the care
-    team, which keeps seeing the alert it handled once it is resolved)."""
-    return sql.SQL("({patient} IN ({patients}) OR {team} IN ({teams}))"
+    team, which keeps seeing the alert it handled once it is resolved; or handed over by
+    one of her teams, which keeps seeing it too)."""
+    return sql.SQL("({patient} IN ({patients}) OR {team} IN ({teams}) OR {id} IN ("
+                   "SELECT h.alert_id FROM handover h WHERE h.from_team IN ({teams})))"
                    ).format(patient=sql.Identifier(alias, "patient_id"),
                             team=sql.Identifier(alias, "team_id"),
+                            id=sql.Identifier(alias, "id"),
                             patients=visible_patients(scope), teams=visible_teams(scope))
 
 
@@ -158,6 +174,65 @@ def require_alert(conn: psycopg.Connection[Any], scope: Scope, alert_id: int) ->
     return None if row[0] is None else int(row[0])
 
 
+def require_team(conn: psycopg.Connection[Any], scope: Scope, team_id: str) -> None:
+    """NotInScope unless the team is one of the caller's (an admin: of her organisations).
+    What a team's own reports need (its shift report): its members, and its admins."""
+    if team_id in scope.team_ids:
+        return
+    if scope.organisation_wide and conn.execute(
+            "SELECT 1 FROM team WHERE id = %s AND organisation_id = ANY(%s)",
+            (team_id, list(scope.organisation_ids))).fetchone() is not None:
+        return
+    raise NotInScope(f"team {team_id} not found")
+
+
 def patient_ids_in_scope(conn: psycopg.Connection[Any], scope: Scope) -> set[int]:
     """Every patient id in scope (for filtering a live stream without a query per event)."""
     return {int(r[0]) for r in conn.execute(visible_patients(scope)).fetchall()}
+
+
+def require_invitation(conn: psycopg.Connection[Any], scope: Scope, invitation_id: int) -> int:
+    """The patient of a care-team invitation to one of the caller's teams (an admin: her
+    organisations'), or one about a patient in scope; NotInScope otherwise."""
+    query = sql.SQL("SELECT i.patient_id FROM care_team_invitation i WHERE i.id = {}"
+                    " AND (i.team_id IN ({}) OR {})").format(
+        sql.Literal(invitation_id), visible_teams(scope),
+        patient_condition(scope, "i.patient_id"))
+    row = conn.execute(query).fetchone()
+    if row is None:
+        raise NotInScope(f"invitation {invitation_id} not found")
+    return int(row[0])
+
+
+def handover_condition(scope: Scope, alias: str = "h") -> sql.Composed:
+    """A hand-over the caller sees: from or to one of her teams, or about a patient in
+    scope (the care team sees what is handed over about its patient)."""
+    return sql.SQL("({f} IN ({teams}) OR {t} IN ({teams}) OR {patient})").format(
+        f=sql.Identifier(alias, "from_team"), t=sql.Identifier(alias, "to_team"),
+        teams=visible_teams(scope), patient=patient_condition(scope, f"{alias}.patient_id"))
+
+
+def task_condition(scope: Scope, alias: str = "t") -> sql.Composed:
+    """A task the caller sees: its patient is in scope (a task is asked of a team on the
+    care team), or it was asked by one of her teams."""
+    return sql.SQL("({patient} OR {req} IN ({teams}))").format(
+        patient=patient_condition(scope, f"{alias}.patient_id"),
+        req=sql.Identifier(alias, "requested_team"), teams=visible_teams(scope))
+
+
+def require_handover(conn: psycopg.Connection[Any], scope: Scope, handover_id: int) -> int:
+    query = sql.SQL("SELECT h.patient_id FROM handover h WHERE h.id = {} AND {}").format(
+        sql.Literal(handover_id), handover_condition(scope))
+    row = conn.execute(query).fetchone()
+    if row is None:
+        raise NotInScope(f"hand-over {handover_id} not found")
+    return int(row[0])
+
+
+def require_task(conn: psycopg.Connection[Any], scope: Scope, task_id: int) -> int:
+    query = sql.SQL("SELECT t.patient_id FROM task t WHERE t.id = {} AND {}").format(
+        sql.Literal(task_id), task_condition(scope))
+    row = conn.execute(query).fetchone()
+    if row is None:
+        raise NotInScope(f"task {task_id} not found")
+    return int(row[0])

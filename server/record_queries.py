@@ -393,13 +393,14 @@ def _rollup_query(metric: str, width: str) -> sql.Composed:
 # -- timeline ---------------------------------------------------------------------------
 
 _TIMELINE = """
-SELECT * FROM (
+SELECT t.*, tm.name AS team_name, o.name AS organisation FROM (
   SELECT e.at, 'alert.' || e.event AS type, e.clinician_id, c.display_name AS author,
          a.team_id, jsonb_build_object('alert_id', a.id, 'rule_id', a.rule_id,
                                        'severity', a.severity, 'summary', a.summary,
                                        'detail', e.detail) AS detail
     FROM alert_event e JOIN alert a ON a.id = e.alert_id
     LEFT JOIN clinician c ON c.id = e.clinician_id WHERE a.patient_id = %(p)s
+     AND e.event <> 'handed_over'  -- the hand-over's own entries below say it
   UNION ALL
   SELECT n.at, 'note', n.clinician_id, c.display_name, n.team_id,
          jsonb_build_object('text', n.text)
@@ -425,13 +426,61 @@ SELECT * FROM (
          jsonb_build_object('hub_id', d.hub_id, 'address', d.address, 'kind', d.kind)
     FROM device d JOIN enrolment e ON e.hub_id = d.hub_id AND e.patient_id = %(p)s
    WHERE d.removed_at IS NOT NULL
-) t ORDER BY at DESC LIMIT %(limit)s
+  UNION ALL  -- hand-overs: offered (by the sender), escalated, and answered (the receiver)
+  SELECT x.at, 'handover.' || x.step, x.who, c.display_name, x.team,
+         jsonb_build_object('handover_id', h.id, 'kind', h.kind, 'alert_id', h.alert_id,
+                            'from_team', h.from_team, 'to_team', h.to_team, 'note', h.note,
+                            'from_team_name', (SELECT name FROM team WHERE id = h.from_team),
+                            'to_team_name', (SELECT name FROM team WHERE id = h.to_team),
+                            'state', h.state, 'reason', h.decline_reason,
+                            'respond_by', h.respond_by)
+    FROM handover h
+   CROSS JOIN LATERAL (VALUES ('offered', h.offered_at, h.offered_by, h.from_team),
+                              ('escalated', h.escalated_at, NULL::bigint, h.to_team),
+                              (h.state, h.decided_at, h.decided_by, h.to_team))
+                      AS x(step, at, who, team)
+    LEFT JOIN clinician c ON c.id = x.who
+   WHERE h.patient_id = %(p)s AND x.at IS NOT NULL
+  UNION ALL  -- tasks: asked (by the requester), claimed and closed (the owning team)
+  SELECT x.at, 'task.' || x.step, x.who, c.display_name, x.team,
+         jsonb_build_object('task_id', k.id, 'title', k.title, 'team', k.team_id,
+                            'team_name', (SELECT name FROM team WHERE id = k.team_id),
+                            'priority', k.priority, 'due_at', k.due_at, 'state', k.state,
+                            'note', k.close_note)
+    FROM task k
+   CROSS JOIN LATERAL (VALUES ('requested', k.requested_at, k.requested_by, k.requested_team),
+                              ('claimed', k.claimed_at, k.claimed_by, k.team_id),
+                              (k.state, k.closed_at, k.closed_by,
+                               CASE WHEN k.state = 'cancelled' THEN k.requested_team
+                                    ELSE k.team_id END))
+                      AS x(step, at, who, team)
+    LEFT JOIN clinician c ON c.id = x.who
+   WHERE k.patient_id = %(p)s AND x.at IS NOT NULL
+  UNION ALL
+  SELECT v.at, 'care_team.' || v.event, v.clinician_id, c.display_name, v.team_id,
+         jsonb_build_object('team', v.team_id, 'role', v.role, 'by_team', v.by_team,
+                            'team_name', (SELECT name FROM team WHERE id = v.team_id),
+                            'note', v.note)
+    FROM care_team_event v LEFT JOIN clinician c ON c.id = v.clinician_id
+   WHERE v.patient_id = %(p)s
+  UNION ALL
+  SELECT m.sent_at, 'message.' || m.direction, m.clinician_id,
+         COALESCE(c.display_name, 'the patient'), m.team_id,
+         jsonb_build_object('message_id', m.id, 'body', m.body, 'alert_id', m.alert_id,
+                            'needs_confirmation', m.needs_confirmation, 'read_at', m.read_at,
+                            'confirmed_at', m.confirmed_at, 'reply_to', m.reply_to)
+    FROM patient_message m LEFT JOIN clinician c ON c.id = m.clinician_id
+   WHERE m.patient_id = %(p)s
+) t LEFT JOIN team tm ON tm.id = t.team_id
+    LEFT JOIN organisation o ON o.id = tm.organisation_id
+ORDER BY t.at DESC LIMIT %(limit)s
 """
 
 
 def timeline(conn: Conn, patient_id: int, *, limit: int = 200) -> list[dict[str, Any]]:
-    """Alerts and their events, notes, status changes, rule-setting changes and device
-    changes, newest first, each with its author and team."""
+    """Alerts and their events, notes, status changes, rule-setting changes, device
+    changes, hand-overs, tasks, care-team changes and messages, newest first, each with
+    its author, team and organisation: one record every team on the care team shares."""
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(_TIMELINE, {"p": patient_id, "limit": limit}).fetchall()
     return _jsonable(rows)  # type: ignore[no-any-return]

@@ -32,6 +32,10 @@ DEMO_TEAMS = (
     ("heart-failure", "Heart Failure Service", "heart_failure"),
 )
 OUT_OF_HOURS_TEAM = ("out-of-hours", "Out-of-Hours Service", "out_of_hours")
+#: A GP practice in an organisation of its own, on no care team yet: invite it from a
+#: patient's page (docs/collaboration.md); its lead, the demo's ``gp``, accepts.
+DEMO_GP_ORGANISATION = "Riverside GP Practice"
+GP_TEAM = ("riverside-gp", "Riverside GP Practice", "gp_practice")
 #: The demo nurse is on the rota of every team, first line and senior cover,
 #: for this long from each start: no rota gap, so no "nobody on duty" alert.
 ROTA_DAYS = 30
@@ -44,6 +48,10 @@ DEMO_PATIENTS: tuple[tuple[str, tuple[str, ...], bool], ...] = (
     ("Tim Berners-Lee", ("heart-failure",), False),
 )
 SPARE_PATIENT = "Spare Patient (for testers)"
+#: The first demo patient's sign-in address for the patient portal (/my); the demo has
+#: no mail server, so e-mails to patients go to PATIENT_MAIL_FILE in the state folder.
+DEMO_PATIENT_EMAIL = "ada.lovelace@example.org"
+PATIENT_MAIL_FILE = "patient-mail.jsonl"
 SPARE_TEAMS = ("district-nursing",)
 CLINICIAN_USERNAME = "nurse"
 
@@ -57,7 +65,8 @@ class DemoClinician:
 
 
 #: The demo's people: two nurses on different teams whose caseloads overlap in Ada, a
-#: team lead and an admin.  The first is ``clinician`` in demo.json.
+#: team lead, an admin, and a GP of another organisation on no care team yet.  The
+#: first is ``clinician`` in demo.json.
 DEMO_CLINICIANS = (
     DemoClinician(CLINICIAN_USERNAME, "Nina Nurse (District Nursing)", "nurse",
                   ("district-nursing", "out-of-hours")),
@@ -65,6 +74,8 @@ DEMO_CLINICIANS = (
     DemoClinician("lead", "Lena Lead (District Nursing lead)", "team_lead",
                   ("district-nursing",)),
     DemoClinician("admin", "Adam Admin", "admin", ()),
+    DemoClinician("gp", "Dr Gita Patel (Riverside GP Practice)", "team_lead",
+                  (GP_TEAM[0],)),
 )
 #: The broker makes a client's username its client id (docs/broker.md), so each
 #: server process that talks MQTT has a user of its own, with its role's rights only

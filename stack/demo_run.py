@@ -23,11 +23,15 @@ from stack.demo import (
     APP_DB_ROLE,
     CLINICIAN_USERNAME,
     DEMO_CLINICIANS,
+    DEMO_GP_ORGANISATION,
     DEMO_ORGANISATION,
+    DEMO_PATIENT_EMAIL,
     DEMO_PATIENTS,
     DEMO_TEAMS,
+    GP_TEAM,
     INGEST_MQTT_USER,
     OUT_OF_HOURS_TEAM,
+    PATIENT_MAIL_FILE,
     PROVISIONER_MQTT_USER,
     ROTA_DAYS,
     SERVER_MQTT_USERS,
@@ -66,7 +70,8 @@ def seed(conn: psycopg.Connection[Any], secrets: DemoSecrets, homes: int) -> dic
         org_id = org
     else:
         org_id = int(existing[0])
-    _ensure_clinicians(conn, secrets, org_id)
+    gp_org = _ensure_gp_practice(conn)
+    _ensure_clinicians(conn, secrets, org_id, {GP_TEAM[0]: gp_org})
     _ensure_rota(conn, [t[0] for t in teams])
     since = datetime.now(UTC) - timedelta(days=30)
     patients: dict[str, int] = {}
@@ -84,6 +89,12 @@ def seed(conn: psycopg.Connection[Any], secrets: DemoSecrets, homes: int) -> dic
             admin.create_hub(conn, hub_id=hub, organisation_id=org_id)
         admin.enrol(conn, hub_id=hub, patient_id=patient, valid_from=since)
         patients[hub] = patient
+    # the first patient signs in to the patient portal (/my) with a code by e-mail
+    if hubs and conn.execute("SELECT email IS NULL FROM patient WHERE id = %s",
+                             (patients[hubs[0]],)).fetchone() == (True,):
+        from server.patient_auth import set_email
+
+        set_email(conn, patients[hubs[0]], DEMO_PATIENT_EMAIL)
     # the demo's hubs are its organisation's (the admin API finds them); an older state
     # folder's hubs were made before hubs had one
     conn.execute("UPDATE hub SET organisation_id = %s WHERE organisation_id IS NULL"
@@ -97,8 +108,23 @@ def _patients_wanted(hubs: list[str]) -> list[tuple[str, str, tuple[str, ...]]]:
     return [*wanted, (SPARE_HUB, SPARE_PATIENT, SPARE_TEAMS)]
 
 
-def _ensure_clinicians(conn: psycopg.Connection[Any], secrets: DemoSecrets, org: int) -> None:
-    """Create the demo clinicians that do not exist yet (an older state folder had one)."""
+def _ensure_gp_practice(conn: psycopg.Connection[Any]) -> int:
+    """The GP practice's organisation and team (an older state folder gains them)."""
+    from server import admin
+
+    row = conn.execute("SELECT id FROM organisation WHERE name = %s",
+                       (DEMO_GP_ORGANISATION,)).fetchone()
+    org = int(row[0]) if row else admin.create_organisation(conn, name=DEMO_GP_ORGANISATION)
+    if conn.execute("SELECT 1 FROM team WHERE id = %s", (GP_TEAM[0],)).fetchone() is None:
+        admin.create_team(conn, team_id=GP_TEAM[0], organisation_id=org, name=GP_TEAM[1],
+                          kind=GP_TEAM[2])
+    return org
+
+
+def _ensure_clinicians(conn: psycopg.Connection[Any], secrets: DemoSecrets, org: int,
+                       team_orgs: dict[str, int]) -> None:
+    """Create the demo clinicians that do not exist yet (an older state folder had one);
+    each belongs to her first team's organisation in ``team_orgs``, else to ``org``."""
     from server import admin
 
     for person in DEMO_CLINICIANS:
@@ -110,7 +136,8 @@ def _ensure_clinicians(conn: psycopg.Connection[Any], secrets: DemoSecrets, org:
                                       display_name=person.display_name, role=person.role,
                                       teams=list(person.teams), password=password,
                                       api_token=token)
-        conn.execute("UPDATE clinician SET organisation_id = %s WHERE id = %s", (org, made.id))
+        own = team_orgs.get(person.teams[0], org) if person.teams else org
+        conn.execute("UPDATE clinician SET organisation_id = %s WHERE id = %s", (own, made.id))
 
 
 def _ensure_rota(conn: psycopg.Connection[Any], teams: list[str]) -> None:
@@ -204,6 +231,8 @@ def run_demo(*, state_dir: Path, api_port: int, homes: int, interval: float, res
             "HOMEWARD_API_HOST": "127.0.0.1",
             "HOMEWARD_API_PORT": str(api_port),
             "HOMEWARD_SECRET_KEY": secrets.secret_key,
+            # no mail server: e-mails to patients (sign-in codes) are written here (0600)
+            "HOMEWARD_PATIENT_MAIL_FILE": str((state_dir / PATIENT_MAIL_FILE).resolve()),
         }
         # Each process serves its metrics on a port of its own (free ones: a demo never
         # fights a production process on the default ports); demo.json lists them.
@@ -266,6 +295,15 @@ def run_demo(*, state_dir: Path, api_port: int, homes: int, interval: float, res
                 "readings_topic": readings_topic(SPARE_HUB),
             },
             "hubs": [{"id": hub, "patient_id": patients[hub]} for hub in hubs],
+            # the patient portal: sign in at sign_in_url with email; the code is in the
+            # body of the newest line of mail_file (no mail server in the demo)
+            **({"patient_login": {
+                "patient_id": patients[hubs[0]], "name": DEMO_PATIENTS[0][0],
+                "email": DEMO_PATIENT_EMAIL, "sign_in_url": f"{api}/my/sign-in",
+                "mail_file": str((state_dir / PATIENT_MAIL_FILE).resolve()),
+                "how": "ask for a code at sign_in_url with email; each e-mail to the "
+                       "patient is one JSON line of mail_file: the newest one's body "
+                       "holds the code"}} if hubs else {}),
             "logs": str(logs),
             # Prometheus endpoints by process, and the workers' readiness (/healthz).
             "metrics": {name: f"http://127.0.0.1:{port}/metrics"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -80,10 +80,15 @@ def seed_world(db_url: str) -> World:
 
 
 @contextmanager
-def running_api(settings: Settings) -> Iterator[str]:
-    """The app under a real uvicorn server on a free port; yields its base URL."""
+def running_api(settings: Settings, *,
+                clock: Callable[[], datetime] | None = None) -> Iterator[str]:
+    """The app under a real uvicorn server on a free port; yields its base URL.  ``clock``
+    is the app's clock where routes take one (``app.state.clock``: hand-overs, tasks)."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
+    app = create_app(settings)
+    if clock is not None:
+        app.state.clock = clock
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                            log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -28,9 +28,13 @@ pytestmark = pytest.mark.integration
 #: (method, path) -> what scopes it.  "patient": {patient_id} in scope or 404;
 #: "alert": {alert_id} in scope or 404; "list": a listing filtered to the scope;
 #: "admin": admins only (403 for other roles); "self": the caller's own data;
-#: "public": no patient data; the FHIR API's "observation" and "device": their ids' patient
+#: "public": no patient data; the FHIR API's "observation", "device", "fhir-task" and
+#: "communication": their ids' patient
 #: in scope or 404; "search": the patients ``patient=`` names in scope or 404, the
-#: results filtered to the scope.
+#: results filtered to the scope; "invitation", "handover", "task": a care-team
+#: invitation, hand-over or task about a patient outside the caller's scope (and not to
+#: or from her teams) is 404; "body-patient": the body's ``patient_id`` in scope or 404;
+#: "team": {team_id} one of the caller's teams (an admin: of her organisation) or 404.
 ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/health"): "public",
     ("GET", "/api/me"): "self",
@@ -50,6 +54,17 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/api/patients/{patient_id}/notes"): "patient",
     ("POST", "/api/patients/{patient_id}/status"): "patient",
     ("PUT", "/api/patients/{patient_id}/rules/{rule_id}"): "patient",
+    # reports (server/api/routes/reports.py, docs/reports.md)
+    ("GET", "/api/patients/{patient_id}/discharge-summary"): "patient",
+    ("GET", "/api/patients/{patient_id}/discharge-summary.pdf"): "patient",
+    ("GET", "/api/teams/{team_id}/shift-report"): "team",
+    ("GET", "/api/teams/{team_id}/shift-report.csv"): "team",
+    ("GET", "/api/teams/{team_id}/shift-report.pdf"): "team",
+    # messages to the patient (server/api/routes/messages.py); the patient portal's own
+    # pages (/my, server/api/routes/portal.py) are not in the OpenAPI document: their
+    # scope is the signed-in patient alone, tests/test_patient_portal.py
+    ("GET", "/api/patients/{patient_id}/messages"): "patient",
+    ("POST", "/api/patients/{patient_id}/messages"): "patient",
     ("GET", "/api/hubs"): "admin",
     ("GET", "/api/quarantine"): "admin",
     ("GET", "/api/audit"): "admin",
@@ -78,6 +93,26 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/api/admin/hubs/{hub_id}/config"): "admin",
     ("POST", "/api/admin/hubs/{hub_id}/credentials"): "admin",
     ("DELETE", "/api/admin/hubs/{hub_id}/credentials"): "admin",
+    # working together (server/api/routes/collaboration.py)
+    ("GET", "/api/patients/{patient_id}/care-team"): "patient",
+    ("POST", "/api/patients/{patient_id}/care-team"): "patient",
+    ("DELETE", "/api/patients/{patient_id}/care-team/{team_id}"): "patient",
+    ("POST", "/api/patients/{patient_id}/handover"): "patient",
+    ("POST", "/api/alerts/{alert_id}/handover"): "alert",
+    ("GET", "/api/care-team-invitations"): "list",
+    ("POST", "/api/care-team-invitations/{invitation_id}/accept"): "invitation",
+    ("POST", "/api/care-team-invitations/{invitation_id}/decline"): "invitation",
+    ("GET", "/api/handovers"): "list",
+    ("GET", "/api/handovers/{handover_id}"): "handover",
+    ("POST", "/api/handovers/{handover_id}/accept"): "handover",
+    ("POST", "/api/handovers/{handover_id}/decline"): "handover",
+    ("POST", "/api/tasks"): "body-patient",
+    ("GET", "/api/tasks"): "list",
+    ("GET", "/api/tasks/{task_id}"): "task",
+    ("POST", "/api/tasks/{task_id}/claim"): "task",
+    ("POST", "/api/tasks/{task_id}/complete"): "task",
+    ("POST", "/api/tasks/{task_id}/decline"): "task",
+    ("POST", "/api/tasks/{task_id}/cancel"): "task",
     # the FHIR API (server/api/routes/fhir.py): read-only, the same scope and audit
     ("GET", "/fhir/r4/metadata"): "public",
     ("GET", "/fhir/r4/Patient"): "search",
@@ -90,6 +125,10 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/fhir/r4/Device/{device_id}"): "device",
     ("GET", "/fhir/r4/CareTeam"): "search",
     ("GET", "/fhir/r4/CareTeam/{patient_id}"): "patient",
+    ("GET", "/fhir/r4/Task"): "search",
+    ("GET", "/fhir/r4/Task/{task_id}"): "fhir-task",
+    ("GET", "/fhir/r4/Communication"): "search",
+    ("GET", "/fhir/r4/Communication/{communication_id}"): "communication",
     # bulk export: a kick-off exports the scope (a Group: one of the caller's teams, or
     # 404); a job is its caller's own (another's is 404), tests/test_fhir_api.py
     ("GET", "/fhir/r4/Patient/$export"): "list",
@@ -112,6 +151,17 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/patients/{patient_id}/status"): {"status": "admitted"},
     ("PUT", "/api/patients/{patient_id}/rules/{rule_id}"): {
         "overrides": {"above": 170}, "reason": "her usual is high"},
+    ("POST", "/api/patients/{patient_id}/messages"): {"text": "please repeat your BP",
+                                                      "needs_confirmation": True},
+    ("POST", "/api/patients/{patient_id}/care-team"): {"team": "team-s"},
+    ("POST", "/api/patients/{patient_id}/handover"): {"to_team": "team-s", "note": {
+        "situation": "s", "background": "b", "assessment": "a", "recommendation": "r"}},
+    ("POST", "/api/alerts/{alert_id}/handover"): {"to_team": "team-s", "note": {
+        "situation": "s", "background": "b", "assessment": "a", "recommendation": "r"}},
+    ("POST", "/api/care-team-invitations/{invitation_id}/decline"): {"reason": "no"},
+    ("POST", "/api/handovers/{handover_id}/decline"): {"reason": "no"},
+    ("POST", "/api/tasks/{task_id}/complete"): {"note": "done"},
+    ("POST", "/api/tasks/{task_id}/decline"): {"reason": "no"},
     ("PATCH", "/api/admin/teams/{team_id}"): {"email": "team@example.nhs.uk"},
     ("PUT", "/api/admin/teams/{team_id}/shifts/{shift}"): {"starts": "08:00", "ends": "18:30"},
     ("PUT", "/api/admin/teams/{team_id}/rota"): {"shifts": [
@@ -294,6 +344,24 @@ def test_admin_routes_answer_404_for_another_organisations_ids(
              == ["not_found"], 5, "the refusal's audit row")
 
 
+@pytest.mark.hazard("H-015")
+@pytest.mark.parametrize(("method", "path"), [k for k, v in ROUTES.items() if v == "team"])
+def test_a_team_outside_the_callers_teams_is_404_and_audited(
+        clinic: tuple[Clinic, str], method: str, path: str) -> None:
+    """Nurse A asks for team B's report: 404, audited as not found; so does the other
+    organisation's admin; nurse B, on team B, and the organisation's admin are answered."""
+    world, base = clinic
+    concrete = path.replace("{team_id}", "team-b")
+    assert _call(base, world.tokens["nurse_a"], method, concrete).status_code == 404
+    assert _call(base, world.tokens["admin_other"], method, concrete).status_code == 404
+    wait_for(lambda: _outcomes(world.url, world.ids["nurse_a"], method, path)[-1:]
+             == ["not_found"], 5, "the refusal's audit row")
+    assert _audited_ok(world.url, world.ids["nurse_a"], world.patient_b) == 0
+    for who in ("nurse_b", "admin"):
+        response = _call(base, world.tokens[who], method, concrete)
+        assert response.status_code == 200, (who, response.text)
+
+
 def _fhir_path(path: str, world: Clinic) -> tuple[str, dict[str, str] | None]:
     """A FHIR route's path and query about patient B (her reading, her hub)."""
     with psycopg.connect(world.url) as conn:
@@ -301,12 +369,25 @@ def _fhir_path(path: str, world: Clinic) -> tuple[str, dict[str, str] | None]:
                            (world.patient_b,)).fetchone()
     assert row is not None
     concrete = path.replace("{observation_id}", row[0]).replace("{device_id}", "phg-hub-b")
+    if "{task_id}" in path:
+        concrete = concrete.replace("{task_id}", f"task-{_collaboration_ids(world)['task_id']}")
+    if "{communication_id}" in path:
+        with psycopg.connect(world.url, autocommit=True) as conn:
+            message = conn.execute(
+                "SELECT id FROM patient_message WHERE patient_id = %s LIMIT 1",
+                (world.patient_b,)).fetchone() or conn.execute(
+                "INSERT INTO patient_message (patient_id, direction, body, sent_at)"
+                " VALUES (%s, 'from_patient', 'I feel better', now()) RETURNING id",
+                (world.patient_b,)).fetchone()
+        assert message is not None
+        concrete = concrete.replace("{communication_id}", f"message-{message[0]}")
     return concrete, ({"patient": f"Patient/{world.patient_b}"} if "{" not in path else None)
 
 
 @pytest.mark.hazard("H-015")
-@pytest.mark.parametrize(("method", "path"), [k for k, v in ROUTES.items()
-                                              if v in ("observation", "device", "search")])
+@pytest.mark.parametrize(("method", "path"), [
+    k for k, v in ROUTES.items() if v in ("observation", "device", "search", "fhir-task",
+                                          "communication")])
 def test_fhir_reads_and_searches_about_another_teams_patient_are_404_and_audited(
         clinic: tuple[Clinic, str], method: str, path: str) -> None:
     """Nurse A names patient B's reading, hub or record: 404 (an OperationOutcome), audited
@@ -326,6 +407,57 @@ def test_fhir_reads_and_searches_about_another_teams_patient_are_404_and_audited
     assert response.status_code == 200, response.text
     wait_for(lambda: _audited_ok(world.url, world.ids["nurse_b"], world.patient_b)
              >= before + 1, 5, "the read's audit row")
+
+
+def _collaboration_ids(world: Clinic) -> dict[str, int]:
+    """An invitation, a (declined) hand-over and a task about patient B, between team B and
+    the South Trust's team S (rows as the lifecycle modules leave them)."""
+    with psycopg.connect(world.url, autocommit=True) as conn:
+        found = conn.execute("SELECT (SELECT id FROM care_team_invitation WHERE patient_id = %s"
+                             " LIMIT 1), (SELECT id FROM handover WHERE patient_id = %s LIMIT 1),"
+                             " (SELECT id FROM task WHERE patient_id = %s LIMIT 1)",
+                             (world.patient_b,) * 3).fetchone()
+        assert found is not None
+        if found[0] is None:
+            found = conn.execute(
+                "WITH i AS (INSERT INTO care_team_invitation (patient_id, team_id, role,"
+                " invited_team, invited_at) VALUES (%(p)s, 'team-s', 'contributor', 'team-b',"
+                " now()) RETURNING id),"
+                # declined: an open offer would show patient B to team S (and break
+                # the other tests of this module's shared world)
+                " h AS (INSERT INTO handover (kind, alert_id, patient_id, from_team, to_team,"
+                " note, offered_at, respond_by, state, decided_at, decline_reason) VALUES"
+                " ('alert', %(a)s, %(p)s, 'team-b', 'team-s', '{}', now(),"
+                " now() + interval '1 hour', 'declined', now(), 'not ours') RETURNING id),"
+                " t AS (INSERT INTO task (patient_id, team_id, title, due_at, requested_team,"
+                " requested_at) VALUES (%(p)s, 'team-b', 'Call her', now() + interval '1 day',"
+                " 'team-b', now()) RETURNING id)"
+                " SELECT (SELECT id FROM i), (SELECT id FROM h), (SELECT id FROM t)",
+                {"p": world.patient_b, "a": world.alert_b}).fetchone()
+            assert found is not None
+    return {"invitation_id": found[0], "handover_id": found[1], "task_id": found[2]}
+
+
+@pytest.mark.hazard("H-015")
+@pytest.mark.parametrize(("method", "path"), [
+    k for k, v in ROUTES.items() if v in ("invitation", "handover", "task", "body-patient")])
+def test_collaboration_ids_about_another_teams_patient_are_404_and_audited(
+        clinic: tuple[Clinic, str], method: str, path: str) -> None:
+    """Nurse A names an invitation, hand-over or task about patient B (team B's, offered
+    to the South Trust's team S), or asks a task about B: 404, audited as not found."""
+    world, base = clinic
+    concrete = path
+    for key, value in _collaboration_ids(world).items():
+        concrete = concrete.replace("{" + key + "}", str(value))
+    body = BODIES.get((method, path))
+    if ROUTES[(method, path)] == "body-patient":
+        body = {"patient_id": world.patient_b, "team": "team-b", "title": "Call her",
+                "due": "2026-12-10T09:00:00Z"}
+    response = _call(base, world.tokens["nurse_a"], method, concrete, body=body)
+    assert response.status_code == 404, response.text
+    wait_for(lambda: _outcomes(world.url, world.ids["nurse_a"], method, path)[-1:]
+             == ["not_found"], 5, "the refusal's audit row")
+    assert _audited_ok(world.url, world.ids["nurse_a"], world.patient_b) == 0
 
 
 def _outcomes(url: str, clinician: int, method: str, path: str) -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -97,7 +98,7 @@ def test_demo_people_have_caseloads_that_differ_and_overlap_in_one_patient(
     people = {c["username"]: c for c in info["clinicians"]}
     assert info["clinicians"][0]["api_token"] == info["clinician"]["api_token"]
     assert sorted(c["role"] for c in info["clinicians"]) == ["admin", "nurse", "nurse",
-                                                             "team_lead"]
+                                                             "team_lead", "team_lead"]
 
     care_teams = {p["id"]: set(p["teams"]) for p in info["patients"]}
 
@@ -117,6 +118,12 @@ def test_demo_people_have_caseloads_that_differ_and_overlap_in_one_patient(
     assert len(shared) == 1 and first != second
     (ada,) = [p for p in info["patients"] if p["id"] in shared]
     assert len(ada["teams"]) == 2
+    # the GP practice, another organisation, is on no care team yet: it sees nobody
+    gp = people["gp"]
+    assert gp["teams"] == ["riverside-gp"]
+    response = httpx.get(f"{info['api_url']}/patients/{info['patients'][0]['id']}",
+                         timeout=10, headers={"Authorization": f"Bearer {gp['api_token']}"})
+    assert response.status_code == 404
     admin = next(c["username"] for c in info["clinicians"] if c["role"] == "admin")
     assert caseload(admin) == {p["id"] for p in info["patients"]} == first | second
     hubs = httpx.get(f"{info['api_url']}/admin/hubs", timeout=10, headers={
@@ -169,6 +176,29 @@ def test_demo_end_to_end_with_mosquitto_pub(demo: RunningDemo) -> None:
                       data={"username": info["clinician"]["username"],
                             "password": info["clinician"]["password"]})
     assert page.status_code == 200 and "Severe hypertension" in page.text
+
+
+def test_demo_patient_login_signs_the_first_patient_in_to_the_portal(
+        demo: RunningDemo) -> None:
+    """demo.json's patient_login: ask for a code at sign_in_url, read it from mail_file
+    (the demo has no mail server; the file is the owner's alone), and the portal shows
+    the first patient's own readings."""
+    login = demo.info["patient_login"]
+    assert (login["patient_id"], login["name"]) == (demo.info["patients"][0]["id"],
+                                                    "Ada Lovelace")
+    with httpx.Client(timeout=10) as client:
+        asked = client.post(login["sign_in_url"], data={"email": login["email"]})
+        assert asked.status_code == 303, asked.text
+        mail = Path(login["mail_file"])
+        code = wait_for(lambda: mail.exists() and re.search(
+            r"code is (\d{4} \d{4})", json.loads(mail.read_text().splitlines()[-1])["body"]),
+            10, "the sign-in code in the mail file").group(1)
+        assert stat.S_IMODE(mail.stat().st_mode) == 0o600
+        site = login["sign_in_url"].removesuffix("/my/sign-in")
+        signed_in = client.post(f"{site}/my/sign-in/code", data={"code": code},
+                                follow_redirects=True)
+    assert signed_in.status_code == 200, signed_in.text
+    assert "Signed in as <strong>Ada Lovelace</strong>" in signed_in.text
 
 
 def test_demo_honours_HOMEWARD_API_PORT(demo: RunningDemo) -> None:

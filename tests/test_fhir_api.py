@@ -21,11 +21,13 @@ import pytest
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.careteam import CareTeam
+from fhir.resources.R4B.communication import Communication
 from fhir.resources.R4B.device import Device
 from fhir.resources.R4B.flag import Flag
 from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.patient import Patient
+from fhir.resources.R4B.task import Task
 
 from homeward.settings import Settings
 from server import admin
@@ -36,7 +38,8 @@ pytestmark = pytest.mark.integration
 MODELS: dict[str, Any] = {"Patient": Patient, "Observation": Observation, "Device": Device,
                           "Flag": Flag, "CareTeam": CareTeam, "Bundle": Bundle,
                           "OperationOutcome": OperationOutcome,
-                          "CapabilityStatement": CapabilityStatement}
+                          "CapabilityStatement": CapabilityStatement, "Task": Task,
+                          "Communication": Communication}
 FHIR_JSON = "application/fhir+json"
 T0 = datetime(2026, 11, 2, 7, 30, tzinfo=UTC)  # a Monday, GMT
 CUFF, OXIMETER = "C4:7C:8D:6A:3E:21", "A0:B1:C2:D3:E4:F5"
@@ -122,6 +125,27 @@ def seed(url: str) -> tuple[Ward, dict[str, str]]:
             " updated_at, last_triggered_at) VALUES ('system', 'system.rota_gap.copd', '{}',"
             " 'red', 'nobody on duty', 'copd', now(), now(), now()) RETURNING id").fetchone()
         assert sys_row is not None
+        # working together: a task, a (declined) hand-over and a message about patient A
+        conn.execute(
+            "INSERT INTO task (patient_id, team_id, title, detail, priority, due_at,"
+            " requested_by, requested_team, requested_at, alert_id) VALUES (%s, 'copd',"
+            " 'Call her about the low SpO2', 'Ask about breathlessness', 'urgent', %s, %s,"
+            " 'copd', %s, %s)", (a, T0 + timedelta(hours=3), nurse.id, T0 + timedelta(hours=1),
+                                 row[0]))
+        conn.execute(
+            "INSERT INTO handover (kind, alert_id, patient_id, from_team, to_team, note, state,"
+            " offered_by, offered_at, respond_by, decided_by, decided_at, decline_reason)"
+            " VALUES ('alert', %s, %s, 'copd', 'hf', %s, 'declined', %s, %s, %s, %s, %s,"
+            " 'not a heart failure patient')",
+            (row[0], a, orjson.dumps({"situation": "SpO2 91", "background": "COPD",
+                                      "assessment": "stable", "recommendation": "review"}
+                                     ).decode(), nurse.id, T0 + timedelta(hours=1),
+             T0 + timedelta(hours=1, minutes=30), other.id, T0 + timedelta(hours=1, minutes=5)))
+        conn.execute(
+            "INSERT INTO patient_message (patient_id, direction, clinician_id, team_id,"
+            " alert_id, body, needs_confirmation, sent_at) VALUES (%s, 'to_patient', %s,"
+            " 'copd', %s, 'Please repeat your oxygen reading in 15 minutes', true, %s)",
+            (a, nurse.id, row[0], T0 + timedelta(hours=1, minutes=2)))
     ward = Ward(url, "", nurse.api_token, other.api_token, system.api_token,
                 south_system.api_token, a, b, bp_ids, int(row[0]), int(sys_row[0]))
     return ward, {"spo2": spo2}
@@ -172,7 +196,8 @@ def test_the_capability_statement_lists_what_is_supported(ward: Ward) -> None:
     assert statement["fhirVersion"] == "4.0.1"
     rest = statement["rest"][0]
     by_type = {r["type"]: r for r in rest["resource"]}
-    assert set(by_type) == {"Patient", "Observation", "Flag", "Device", "CareTeam", "Group"}
+    assert set(by_type) == {"Patient", "Observation", "Flag", "Device", "CareTeam", "Task",
+                            "Communication", "Group"}
     params = {p["name"] for p in by_type["Observation"]["searchParam"]}
     assert params == {"patient", "subject", "code", "category", "date", "_lastUpdated"}
     assert {p["name"] for p in by_type["Patient"]["searchParam"]} == {"_id", "identifier"}
@@ -346,6 +371,32 @@ def test_devices_and_care_teams_of_a_patient(ward: Ward) -> None:
     assert [t["subject"]["reference"] for t in teams] == [f"Patient/{ward.patient_a}"]
 
 
+def test_tasks_hand_overs_and_messages_are_tasks_and_communications(ward: Ward) -> None:
+    found = resources(get(ward, "/Task", params={"patient": str(ward.patient_a)}))
+    by_id = {t["id"].split("-")[0]: t for t in found}
+    assert set(by_id) == {"task", "handover"}
+    task = by_id["task"]
+    assert (task["status"], task["intent"], task["priority"]) == ("requested", "order",
+                                                                  "urgent")
+    assert task["owner"]["identifier"] == {"value": "copd"}
+    assert task["focus"] == {"reference": f"Flag/{ward.alert}"}
+    assert task["restriction"]["period"]["end"] == "2026-11-02T10:30:00Z"
+    handover = by_id["handover"]
+    assert handover["status"] == "rejected" and handover["intent"] == "proposal"
+    assert [n["text"].split(":")[0] for n in handover["note"]] == [
+        "Situation", "Background", "Assessment", "Recommendation", "Declined"]
+    assert get(ward, f"/Task/{task['id']}") == task
+    [message] = resources(get(ward, "/Communication", params={"patient": str(ward.patient_a)}))
+    assert message["payload"] == [{"contentString":
+                                   "Please repeat your oxygen reading in 15 minutes"}]
+    assert message["recipient"] == [{"reference": f"Patient/{ward.patient_a}"}]
+    assert get(ward, f"/Communication/{message['id']}") == message
+    # outside the scope, as every other read
+    get(ward, f"/Task/{task['id']}", token=ward.south_system, status=404)
+    get(ward, f"/Communication/{message['id']}", token=ward.south_system, status=404)
+    get(ward, "/Task/task-abc", status=404)
+
+
 # -- the system client -------------------------------------------------------------------------
 
 @pytest.mark.hazard("H-015")
@@ -433,7 +484,8 @@ def test_a_bulk_export_of_the_callers_patients(ward: Ward) -> None:
                          headers={"Authorization": f"Bearer {ward.system}"}).json()
     assert manifest["requiresAccessToken"] is True
     files = {o["type"]: o["url"] for o in manifest["output"]}
-    assert set(files) == {"Patient", "Observation", "Flag", "Device", "CareTeam"}
+    assert set(files) == {"Patient", "Observation", "Flag", "Device", "CareTeam", "Task",
+                          "Communication"}
     patients = _ndjson(files["Patient"], ward.system)
     ids = sorted(int(p["id"]) for p in patients)
     assert {ward.patient_a, ward.patient_b} <= set(ids)  # the whole organisation

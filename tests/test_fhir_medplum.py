@@ -174,8 +174,47 @@ def resources() -> Labelled:
         ("the FHIR API's capability statement", capability_statement(
             base_url="https://h/fhir/r4", published=TAKEN)),
         ("a FHIR push: transaction of patient, flag and evidence", _push()),
+        *_working_together(),
     ]
     return out
+
+
+def _working_together() -> Labelled:
+    from server.fhir.resources import communication, handover_task, task
+
+    later = TAKEN.replace(hour=9)
+    return [
+        ("a task, claimed", task({
+            "id": 3, "patient_id": PATIENT, "team_id": "copd", "team_name": "COPD team",
+            "title": "Review the rescue pack", "detail": "Used twice", "priority": "urgent",
+            "due_at": later, "state": "claimed", "requested_by": 5,
+            "requested_by_name": "Olu", "requested_at": TAKEN, "alert_id": 77,
+            "claimed_at": TAKEN, "closed_at": None, "close_note": None})),
+        ("a hand-over, declined", handover_task({
+            "id": 4, "kind": "alert", "alert_id": 77, "patient_id": PATIENT,
+            "from_team": "ooh", "from_team_name": "Out of hours", "to_team": "copd",
+            "to_team_name": "COPD team", "state": "declined", "offered_at": TAKEN,
+            "respond_by": later, "escalated_at": None, "decided_at": later,
+            "decline_reason": "not ours", "note": {"situation": "s", "background": "b",
+                                                   "assessment": "a",
+                                                   "recommendation": "r"}})),
+        ("a lead hand-over, escalated", handover_task({
+            "id": 5, "kind": "lead", "alert_id": None, "patient_id": PATIENT,
+            "from_team": "copd", "to_team": "hf", "state": "offered", "offered_at": TAKEN,
+            "respond_by": later, "escalated_at": later, "decided_at": None,
+            "note": {"situation": "s", "background": "b", "assessment": "a",
+                     "recommendation": "r"}})),
+        ("a message to the patient, confirmed", communication({
+            "id": 6, "patient_id": PATIENT, "direction": "to_patient", "clinician_id": 5,
+            "author_name": "Amy", "team_id": "copd", "team_name": "COPD team",
+            "alert_id": 77, "reply_to": None, "body": "Please repeat your reading",
+            "needs_confirmation": True, "sent_at": TAKEN, "read_at": later,
+            "confirmed_at": later})),
+        ("a reply from the patient", communication({
+            "id": 7, "patient_id": PATIENT, "direction": "from_patient", "clinician_id": None,
+            "team_id": "copd", "team_name": "COPD team", "alert_id": None, "reply_to": 6,
+            "body": "Done, it is 94", "needs_confirmation": False, "sent_at": later})),
+    ]
 
 
 def _push() -> dict[str, Any]:
@@ -307,7 +346,7 @@ def test_every_resource_type_and_profile_the_mapping_emits_was_checked(validated
     emitted = validated["emitted"]
     assert {r["resourceType"] for (_, r), _ in emitted} == {
         "Patient", "Observation", "Device", "Flag", "CareTeam", "Bundle", "OperationOutcome",
-        "CapabilityStatement"}
+        "CapabilityStatement", "Task", "Communication"}
     claimed = {p for (_, r), result in emitted for p in result["profiles"]}
     profiles = {coded.profile for coded in c.CODES.values() if coded.profile}
     profiles |= {panel.profile for panel in c.PANELS.values()}

@@ -84,5 +84,6 @@ def test_the_installed_wheel_runs_from_outside_the_checkout(
         assert Path(found[module]).is_relative_to(site), found[module]
     assert found["migrations"] == sorted(p.name for p in (ROOT / "server/migrations").glob(
         "*.sql"))
-    assert found["templates"] == sorted(p.name for p in (
-        ROOT / "server/api/templates").glob("*.html"))
+    templates = ROOT / "server/api/templates"
+    assert found["templates"] == sorted(p.relative_to(templates).as_posix()
+                                        for p in templates.rglob("*.html"))

@@ -82,6 +82,22 @@ def create_app(settings: Settings | None = None, *, pool_max_size: int = 10) -> 
     async def _bad_outcome(request: Request, exc: UnknownOutcome) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
+    from alerts.handovers import HandoverRefused
+    from alerts.tasks import TaskRefused
+    from server.care_team import CareTeamRefused, NotAllowed
+
+    @app.exception_handler(HandoverRefused)
+    @app.exception_handler(TaskRefused)
+    @app.exception_handler(CareTeamRefused)
+    async def _refused(request: Request, exc: Exception) -> JSONResponse:
+        # a 422 in FastAPI's shape, as every other 422 of the API
+        return JSONResponse({"detail": [{"loc": ["body"], "msg": str(exc),
+                                         "type": "value_error"}]}, status_code=422)
+
+    @app.exception_handler(NotAllowed)
+    async def _not_allowed(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=403)
+
     @app.exception_handler(PoolTimeout)
     @app.exception_handler(psycopg.OperationalError)
     async def _db_down(request: Request, exc: Exception) -> JSONResponse:
@@ -92,6 +108,7 @@ def create_app(settings: Settings | None = None, *, pool_max_size: int = 10) -> 
         admin,
         alert_actions,
         alerts,
+        collaboration,
         dashboard,
         docs,
         fhir,
@@ -99,21 +116,29 @@ def create_app(settings: Settings | None = None, *, pool_max_size: int = 10) -> 
         health,
         hubs,
         invite,
+        messages,
         pages,
         patients,
+        portal,
         quarantine,
         record,
+        reports,
     )
 
     app.include_router(health.router)
     app.include_router(alerts.router)
     app.include_router(alert_actions.router)
     app.include_router(patients.router)
+    app.include_router(collaboration.router)
     app.include_router(record.router)
+    app.include_router(messages.router)
     app.include_router(quarantine.router)
     app.include_router(hubs.router)
     app.include_router(dashboard.router)
     app.include_router(pages.router)
+    app.include_router(portal.router)  # the patient portal, /my
+    app.include_router(reports.router)
+    app.include_router(reports.pages)
     app.include_router(admin.router)
     app.include_router(invite.router)
     app.include_router(docs.router)

@@ -24,10 +24,12 @@ from typing import Annotated, Any
 import anyio
 import orjson
 import psycopg
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Request
 from fastapi.exceptions import RequestValidationError
 
+from alerts.handovers import HandoverRefused
 from alerts.store import AlertNotFound, InvalidTransition, UnknownOutcome
+from alerts.tasks import TaskRefused
 from server import audit
 from server.access import (
     NotInScope,
@@ -35,17 +37,22 @@ from server.access import (
     load_scope,
     patient_ids_in_scope,
     require_alert,
+    require_handover,
+    require_invitation,
     require_patient,
+    require_task,
+    require_team,
     visible_teams,
 )
 from server.api.deps import CurrentClinician, PoolDep
 from server.api.types import DbId
+from server.care_team import CareTeamRefused, NotAllowed
 from server.fhir import store as fhir_store
 from server.fhir.search import SearchError, parse_reference
 
 #: Exceptions that mean "the route said no" (a 4xx), not that it failed.
 _REFUSALS = (RequestValidationError, InvalidTransition, UnknownOutcome, AlertNotFound,
-             SearchError)
+             SearchError, HandoverRefused, TaskRefused, CareTeamRefused, NotAllowed)
 _REQUEST_ID_MAX = 64
 
 
@@ -192,6 +199,21 @@ def device_access(device_id: str, request: Request, pool: PoolDep,
                          lambda conn: fhir_store.device_patient(conn, scope, device_id)[1])
 
 
+def fhir_task_access(task_id: str, request: Request, pool: PoolDep,
+                     scope: CallerScope) -> Iterator[Access]:
+    """A FHIR Task id (``task-N``, ``handover-N``): its patient's, in scope."""
+    yield from _resolved(request, pool, scope,
+                         lambda conn: fhir_store.task_resource(conn, scope, task_id)[1])
+
+
+def communication_access(communication_id: str, request: Request, pool: PoolDep,
+                         scope: CallerScope) -> Iterator[Access]:
+    """A FHIR Communication id (``message-N``): its patient's, in scope."""
+    yield from _resolved(request, pool, scope,
+                         lambda conn: fhir_store.communication(conn, scope,
+                                                               communication_id)[1])
+
+
 def search_access(request: Request, pool: PoolDep, scope: CallerScope) -> Iterator[Access]:
     """A FHIR search: every patient its ``patient``/``subject`` parameters name must be
     in scope (else 404, as a read); audited as that patient's when it names one."""
@@ -206,6 +228,36 @@ def search_access(request: Request, pool: PoolDep, scope: CallerScope) -> Iterat
         for patient_id in sorted(named):
             require_patient(conn, scope, patient_id)
         return next(iter(named)) if len(named) == 1 else None
+    yield from _resolved(request, pool, scope, resolve)
+
+
+def invitation_access(invitation_id: DbId, request: Request, pool: PoolDep,
+                      scope: CallerScope) -> Iterator[Access]:
+    """A care-team invitation to one of the caller's teams: audited as its patient's."""
+    yield from _resolved(request, pool, scope,
+                         lambda conn: require_invitation(conn, scope, invitation_id))
+
+
+def handover_access(handover_id: DbId, request: Request, pool: PoolDep,
+                    scope: CallerScope) -> Iterator[Access]:
+    """A hand-over from or to one of the caller's teams, or about a patient in scope."""
+    yield from _resolved(request, pool, scope,
+                         lambda conn: require_handover(conn, scope, handover_id))
+
+
+def task_access(task_id: DbId, request: Request, pool: PoolDep,
+                scope: CallerScope) -> Iterator[Access]:
+    """A task about a patient in scope, or asked by one of the caller's teams."""
+    yield from _resolved(request, pool, scope, lambda conn: require_task(conn, scope, task_id))
+
+
+def team_access(team_id: Annotated[str, Path(max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")],
+                request: Request, pool: PoolDep, scope: CallerScope) -> Iterator[Access]:
+    """A team's own data (its shift report): a member of the team, or an admin of its
+    organisation; 404, audited as not found, otherwise.  The request's audit row names
+    no patient (``audit_patients`` adds one per patient the answer carries)."""
+    def resolve(conn: psycopg.Connection[Any]) -> None:
+        require_team(conn, scope, team_id)
     yield from _resolved(request, pool, scope, resolve)
 
 
@@ -225,9 +277,15 @@ def admin_patient_access(patient_id: DbId, request: Request, pool: PoolDep,
 
 
 PatientAccess = Annotated[Access, Depends(patient_access)]
+InvitationAccess = Annotated[Access, Depends(invitation_access)]
+HandoverAccess = Annotated[Access, Depends(handover_access)]
+TaskAccess = Annotated[Access, Depends(task_access)]
+TeamAccess = Annotated[Access, Depends(team_access)]
 ObservationAccess = Annotated[Access, Depends(observation_access)]
 DeviceAccess = Annotated[Access, Depends(device_access)]
 SearchAccess = Annotated[Access, Depends(search_access)]
+FhirTaskAccess = Annotated[Access, Depends(fhir_task_access)]
+CommunicationAccess = Annotated[Access, Depends(communication_access)]
 AlertAccess = Annotated[Access, Depends(alert_access)]
 ListAccess = Annotated[Access, Depends(list_access)]
 AdminAccess = Annotated[Access, Depends(admin_access)]

@@ -37,6 +37,8 @@ DEVICE_STATUS_REASON: Final = "http://terminology.hl7.org/CodeSystem/device-stat
 FLAG_CATEGORY: Final = "http://terminology.hl7.org/CodeSystem/flag-category"
 # https://hl7.org/fhir/R4/codesystem-flag-priority-code.html (IHE PCD alert priority)
 FLAG_PRIORITY_CODES: Final = "http://hl7.org/fhir/flag-priority-code"
+# https://hl7.org/fhir/R4/codesystem-task-code.html (approve, fulfill, abort, ...)
+TASK_CODE: Final = "http://hl7.org/fhir/CodeSystem/task-code"
 #: Identifier system for a URI value (our reading ids as urn:uuid:...).
 URI: Final = "urn:ietf:rfc:3986"
 

@@ -37,7 +37,8 @@ from . import resources as fhir
 from . import store
 from .search import SearchError
 
-TYPES: Final = ("Patient", "Observation", "Flag", "Device", "CareTeam")
+TYPES: Final = ("Patient", "Observation", "Flag", "Device", "CareTeam", "Task",
+                 "Communication")
 OUTPUT_FORMATS: Final = frozenset({"application/fhir+ndjson", "application/ndjson",
                                    "ndjson"})
 NDJSON: Final = "application/fhir+ndjson"
@@ -183,9 +184,13 @@ def _query(resource_type: str, job: Job, patients: Sequence[int]) -> sql.Compose
     raise ValueError(resource_type)
 
 
-def _resources(conn: Conn, resource_type: str, job: Job,
+def _resources(conn: Conn, scope: Scope, resource_type: str, job: Job,
                patients: Sequence[int]) -> Iterator[fhir.Resource]:
-    if resource_type == "Device":
+    if resource_type == "Task":  # a few per patient: not streamed
+        yield from store.task_resources(conn, scope, patients)
+    elif resource_type == "Communication":
+        yield from store.communications(conn, scope, patients)
+    elif resource_type == "Device":
         yield from (store.device_resource(r) for r in store.devices(conn, patients))
     elif resource_type == "CareTeam":
         for patient_id, teams in store.care_teams(conn, patients).items():
@@ -202,11 +207,11 @@ def _resources(conn: Conn, resource_type: str, job: Job,
                 yield fhir.flag(row, evidence_ids=fhir.evidence_ids(row["readings"] or ()))
 
 
-def ndjson(conn: Conn, resource_type: str, job: Job, patients: Sequence[int]
+def ndjson(conn: Conn, scope: Scope, resource_type: str, job: Job, patients: Sequence[int]
            ) -> Iterator[bytes]:
     """The file's bytes, ``CHUNK`` lines at a time."""
     lines: list[bytes] = []
-    for resource in _resources(conn, resource_type, job, patients):
+    for resource in _resources(conn, scope, resource_type, job, patients):
         lines.append(orjson.dumps(resource))
         if len(lines) >= CHUNK:
             yield b"\n".join(lines) + b"\n"

@@ -536,3 +536,128 @@ def operation_outcome(severity: Severity, code: str, diagnostics: str) -> Resour
     """One issue; ``code`` from http://hl7.org/fhir/issue-type (e.g. not-found, invalid)."""
     return {"resourceType": "OperationOutcome",
             "issue": [{"severity": severity, "code": code, "diagnostics": diagnostics}]}
+
+
+# -- Task and Communication (working together, issue 9) ---------------------------------
+
+#: task.state -> Task.status (http://hl7.org/fhir/task-status)
+TASK_STATUS: Final = {"requested": "requested", "claimed": "accepted",
+                      "completed": "completed", "declined": "rejected",
+                      "cancelled": "cancelled"}
+#: handover.state -> Task.status
+HANDOVER_STATUS: Final = {"offered": "requested", "accepted": "completed",
+                          "declined": "rejected", "expired": "cancelled"}
+
+
+def _team_ref(team_id: str | None, name: str | None) -> Resource | None:
+    """A team as a logical reference: teams are not resources this server serves (each
+    is a contained Organization of the CareTeam, identified by its id the same way)."""
+    if team_id is None:
+        return None
+    out: Resource = {"type": "Organization", "identifier": {"value": team_id}}
+    if name:
+        out["display"] = name
+    return out
+
+
+def _who(clinician_id: int | None, name: str | None) -> Resource | None:
+    if clinician_id is None:
+        return None
+    return {"type": "Practitioner", "identifier": {"value": f"clinician-{clinician_id}"},
+            **({"display": name} if name else {})}
+
+
+def _drop_none(resource: Resource) -> Resource:
+    return {k: v for k, v in resource.items() if v is not None and v != [] and v != {}}
+
+
+def task(row: Row) -> Resource:
+    """A ``task`` row (with team_name, requested_team_name, requested_by_name,
+    claimed_by_name) as a Task: a team asked for an action on a patient."""
+    execution: Resource = {}
+    if row.get("claimed_at") is not None:
+        execution["start"] = _instant(row["claimed_at"])
+    if row.get("closed_at") is not None:
+        execution["end"] = _instant(row["closed_at"])
+    notes = [_note(row["detail"])] if row.get("detail") else []
+    if row.get("close_note"):
+        notes.append(_note(row["close_note"], row.get("closed_at")))
+    return _drop_none({
+        "resourceType": "Task",
+        "id": f"task-{row['id']}",
+        "status": TASK_STATUS[row["state"]],
+        "intent": "order",
+        "priority": row["priority"],
+        "code": _concept(_coding(c.TASK_CODE, "fulfill", "Fulfill the focal request")),
+        "description": row["title"],
+        "focus": _ref("Flag", row["alert_id"]) if row.get("alert_id") else None,
+        "for": _ref("Patient", row["patient_id"]),
+        "executionPeriod": execution or None,
+        "authoredOn": _instant(row["requested_at"]),
+        "requester": _who(row.get("requested_by"), row.get("requested_by_name")),
+        "owner": _team_ref(row["team_id"], row.get("team_name")),
+        "restriction": {"period": {"end": _instant(row["due_at"])}},
+        "note": notes,
+    })
+
+
+def handover_task(row: Row) -> Resource:
+    """A ``handover`` row (with from_team_name, to_team_name) as a Task: the receiving
+    team asked to take over an alert (focus: its Flag) or the lead for a patient (focus:
+    the CareTeam), the SBAR note as four notes."""
+    sbar = row.get("note") or {}
+    notes = [_note(f"{part.capitalize()}: {sbar[part]}") for part in
+             ("situation", "background", "assessment", "recommendation") if sbar.get(part)]
+    if row.get("decline_reason"):
+        notes.append(_note(f"Declined: {row['decline_reason']}", row.get("decided_at")))
+    focus = (_ref("Flag", row["alert_id"]) if row["kind"] == "alert"
+             else _ref("CareTeam", row["patient_id"]))
+    business = ("escalated at the receiving team"
+                if row.get("escalated_at") is not None and row["state"] == "offered" else None)
+    return _drop_none({
+        "resourceType": "Task",
+        "id": f"handover-{row['id']}",
+        "status": HANDOVER_STATUS[row["state"]],
+        "businessStatus": _concept(text=business) if business else None,
+        "intent": "proposal",
+        "code": _concept(text="Hand-over of an alert" if row["kind"] == "alert"
+                         else "Hand-over of lead responsibility"),
+        "focus": focus,
+        "for": _ref("Patient", row["patient_id"]),
+        "authoredOn": _instant(row["offered_at"]),
+        "lastModified": _instant(row.get("decided_at") or row.get("escalated_at")
+                                 or row["offered_at"]),
+        "requester": _team_ref(row["from_team"], row.get("from_team_name")),
+        "owner": _team_ref(row["to_team"], row.get("to_team_name")),
+        "restriction": {"period": {"end": _instant(row["respond_by"])}},
+        "note": notes,
+    })
+
+
+def communication(row: Row) -> Resource:
+    """A ``patient_message`` row (with author_name, team_name) as a Communication
+    between the patient and a team on their care team."""
+    team = _team_ref(row.get("team_id"), row.get("team_name"))
+    clinician = _who(row.get("clinician_id"), row.get("author_name"))
+    to_patient = row["direction"] == "to_patient"
+    patient_ref = _ref("Patient", row["patient_id"])
+    notes = []
+    if row.get("needs_confirmation"):
+        notes.append(_note("The patient was asked to confirm it."))
+    if row.get("confirmed_at") is not None:
+        notes.append(_note("Confirmed by the patient.", row["confirmed_at"]))
+    return _drop_none({
+        "resourceType": "Communication",
+        "id": f"message-{row['id']}",
+        "inResponseTo": ([_ref("Communication", f"message-{row['reply_to']}")]
+                         if row.get("reply_to") else None),
+        "status": "completed",
+        "subject": patient_ref,
+        "about": [_ref("Flag", row["alert_id"])] if row.get("alert_id") else None,
+        "sent": _instant(row["sent_at"]),
+        "received": _instant(row["read_at"]) if row.get("read_at") else None,
+        "recipient": [patient_ref] if to_patient else ([team] if team else None),
+        "sender": (clinician or team) if to_patient else patient_ref,
+        "payload": [{"contentString": row["body"]}],
+        "note": notes,
+    })

@@ -64,6 +64,10 @@ SUPPORTED: Final[dict[str, tuple[Param, ...]]] = {
              Param("status", "token", "active or inactive"), _LAST_UPDATED),
     "Device": (_PATIENT,),
     "CareTeam": (_PATIENT, Param("subject", "reference", "The patient (as patient)")),
+    "Task": (Param("patient", "reference", "The patient (required): tasks and hand-overs"),),
+    "Communication": (Param("patient", "reference",
+                            "The patient (required): messages with the care team"),
+                      Param("subject", "reference", "The patient (as patient)")),
 }
 #: _sort values per type ("-" first: newest first).
 SORTS: Final[dict[str, tuple[str, ...]]] = {"Observation": ("date", "-date")}

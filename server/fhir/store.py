@@ -16,7 +16,14 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from server.access import NotInScope, Scope, alert_condition, patient_condition
+from server.access import (
+    NotInScope,
+    Scope,
+    alert_condition,
+    handover_condition,
+    patient_condition,
+    task_condition,
+)
 
 from . import resources as fhir
 from .search import Bound
@@ -226,3 +233,74 @@ def stream(conn: Conn, query: sql.Composed, *, chunk: int = 2000) -> Iterator[Ro
         cur.itersize = chunk
         cur.execute(query)
         yield from cur
+
+
+# -- Task and Communication ----------------------------------------------------------------
+
+_TASKS = sql.SQL(
+    "SELECT t.*, tm.name AS team_name, rt.name AS requested_team_name,"
+    " rc.display_name AS requested_by_name FROM task t JOIN team tm ON tm.id = t.team_id"
+    " LEFT JOIN team rt ON rt.id = t.requested_team"
+    " LEFT JOIN clinician rc ON rc.id = t.requested_by WHERE {} ORDER BY t.requested_at, t.id")
+_HANDOVERS = sql.SQL(
+    "SELECT h.*, ft.name AS from_team_name, tt.name AS to_team_name FROM handover h"
+    " JOIN team ft ON ft.id = h.from_team JOIN team tt ON tt.id = h.to_team WHERE {}"
+    " ORDER BY h.offered_at, h.id")
+_MESSAGES = sql.SQL(
+    "SELECT m.*, c.display_name AS author_name, tm.name AS team_name FROM patient_message m"
+    " LEFT JOIN clinician c ON c.id = m.clinician_id LEFT JOIN team tm ON tm.id = m.team_id"
+    " WHERE {} ORDER BY m.sent_at, m.id LIMIT 5000")
+
+
+def _fetch(conn: Conn, query: sql.Composed) -> list[Row]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query).fetchall()
+
+
+def task_resources(conn: Conn, scope: Scope, patient_ids: Sequence[int]) -> list[fhir.Resource]:
+    """The patients' tasks and hand-overs as Tasks, oldest first."""
+    ids = sql.Literal(list(patient_ids))
+    tasks = _fetch(conn, _TASKS.format(sql.SQL("t.patient_id = ANY({}) AND {}").format(
+        ids, task_condition(scope))))
+    handovers = _fetch(conn, _HANDOVERS.format(sql.SQL("h.patient_id = ANY({}) AND {}").format(
+        ids, handover_condition(scope))))
+    return [*(fhir.task(r) for r in tasks), *(fhir.handover_task(r) for r in handovers)]
+
+
+def _numbered(fhir_id: str, prefix: str) -> int | None:
+    head, _, number = fhir_id.partition("-")
+    if head != prefix or not number.isascii() or not number.isdigit() or len(number) > 18:
+        return None
+    return int(number)
+
+
+def task_resource(conn: Conn, scope: Scope, fhir_id: str) -> tuple[fhir.Resource, int]:
+    """(Task, its patient) for ``task-N`` or ``handover-N`` in scope; NotInScope else."""
+    if (number := _numbered(fhir_id, "task")) is not None:
+        rows = _fetch(conn, _TASKS.format(sql.SQL("t.id = {} AND {}").format(
+            sql.Literal(number), task_condition(scope))))
+        if rows:
+            return fhir.task(rows[0]), int(rows[0]["patient_id"])
+    elif (number := _numbered(fhir_id, "handover")) is not None:
+        rows = _fetch(conn, _HANDOVERS.format(sql.SQL("h.id = {} AND {}").format(
+            sql.Literal(number), handover_condition(scope))))
+        if rows:
+            return fhir.handover_task(rows[0]), int(rows[0]["patient_id"])
+    raise NotInScope(f"Task/{fhir_id} not found")
+
+
+def communications(conn: Conn, scope: Scope, patient_ids: Sequence[int]
+                   ) -> list[fhir.Resource]:
+    rows = _fetch(conn, _MESSAGES.format(sql.SQL("m.patient_id = ANY({}) AND {}").format(
+        sql.Literal(list(patient_ids)), patient_condition(scope, "m.patient_id"))))
+    return [fhir.communication(r) for r in rows]
+
+
+def communication(conn: Conn, scope: Scope, fhir_id: str) -> tuple[fhir.Resource, int]:
+    number = _numbered(fhir_id, "message")
+    if number is not None:
+        rows = _fetch(conn, _MESSAGES.format(sql.SQL("m.id = {} AND {}").format(
+            sql.Literal(number), patient_condition(scope, "m.patient_id"))))
+        if rows:
+            return fhir.communication(rows[0]), int(rows[0]["patient_id"])
+    raise NotInScope(f"Communication/{fhir_id} not found")

@@ -27,7 +27,9 @@ from server.api.deps import SessionDep
 from server.api.limits import allowed_methods
 from server.api.scope import (
     AlertAccess,
+    CommunicationAccess,
     DeviceAccess,
+    FhirTaskAccess,
     ObservationAccess,
     PatientAccess,
     SearchAccess,
@@ -420,3 +422,37 @@ def care_team_search(request: Request, conn: SessionDep, access: SearchAccess) -
 def care_team_read(patient_id: DbId, conn: SessionDep, access: PatientAccess) -> FhirResponse:
     teams = store.care_teams(conn, [patient_id])
     return FhirResponse(fhir.care_team(patient_id, teams[patient_id]))
+
+
+# -- Task (tasks and hand-overs) and Communication (messages with the patient) -------------
+
+@router.get("/Task", summary="A patient's tasks and hand-overs: patient (required)",
+            response_class=FhirResponse, responses=OK,
+            openapi_extra=search_doc("Task", patient_required=True))
+def task_search(request: Request, conn: SessionDep, access: SearchAccess) -> FhirResponse:
+    search = _search(request, "Task")
+    found = store.task_resources(conn, access.scope, _one_patient_set(conn, access, search))
+    return _bundle(request, search, found, None)
+
+
+@router.get("/Task/{task_id}", summary="Read a task (task-N) or a hand-over (handover-N)",
+            response_class=FhirResponse, responses=OK)
+def task_read(task_id: str, conn: SessionDep, access: FhirTaskAccess) -> FhirResponse:
+    return FhirResponse(store.task_resource(conn, access.scope, task_id)[0])
+
+
+@router.get("/Communication", summary="Messages between a patient and the care team: patient "
+                                      "(required)", response_class=FhirResponse, responses=OK,
+            openapi_extra=search_doc("Communication", patient_required=True))
+def communication_search(request: Request, conn: SessionDep,
+                         access: SearchAccess) -> FhirResponse:
+    search = _search(request, "Communication")
+    found = store.communications(conn, access.scope, _one_patient_set(conn, access, search))
+    return _bundle(request, search, found, None)
+
+
+@router.get("/Communication/{communication_id}", summary="Read a message (message-N)",
+            response_class=FhirResponse, responses=OK)
+def communication_read(communication_id: str, conn: SessionDep,
+                       access: CommunicationAccess) -> FhirResponse:
+    return FhirResponse(store.communication(conn, access.scope, communication_id)[0])

@@ -122,6 +122,6 @@ def export_file(job_id: uuid.UUID, resource_type: Type, request: Request, pool: 
     def body() -> Iterator[bytes]:
         # its own connection, held while the file streams (the route's goes back at once)
         with pool.connection() as stream_conn:
-            yield from export.ndjson(stream_conn, resource_type, job, patients)
+            yield from export.ndjson(stream_conn, access.scope, resource_type, job, patients)
 
     return StreamingResponse(body(), media_type=export.NDJSON)

@@ -23,7 +23,15 @@ from fastapi.templating import Jinja2Templates
 from alerts import store
 from alerts.model import OUTCOMES
 from homeward.kinds import Kind
-from server import admin_queries, audit, queries, record_queries, triage
+from server import (
+    admin_queries,
+    audit,
+    collaboration_view,
+    patient_messages,
+    queries,
+    record_queries,
+    triage,
+)
 from server.access import Scope
 from server.api import clinical_text, humantime
 from server.api.csrf import request_token
@@ -113,11 +121,12 @@ def _team(scope: Scope, team: str | None) -> str | None:
 def _queue_context(pool: PoolDep, scope: Scope, team: str | None) -> dict[str, Any]:
     with pool.connection() as conn:
         rows = triage.queue(conn, scope, team=team)
+        work = collaboration_view.queue_work(conn, scope, team)
     now = datetime.now(UTC)
     for row in rows:
         row["deadline"] = triage.next_deadline(row)
         row["snoozed"] = bool(row["snoozed_until"] and row["snoozed_until"] > now)
-    return {"rows": rows, "counts": triage.counts(rows), "team": team}
+    return {"rows": rows, "counts": triage.counts(rows), "team": team, "work": work}
 
 
 @router.get("/queue", response_class=HTMLResponse)
@@ -186,9 +195,14 @@ def alert_page(request: Request, alert_id: int, pool: PoolDep,
         names = _clinician_names(conn, [e.get("clinician_id") for e in alert["events"]]
                                  + [alert.get("acknowledged_by"), alert.get("resolved_by")])
         attempts = _attempts(conn, [n["id"] for n in alert["notifications"]])
+        messages = (patient_messages.panel(conn, alert["patient_id"])
+                    if alert["patient_id"] is not None else None)
+        handover = collaboration_view.alert_handover(conn, alert_id)
+        teams = collaboration_view.team_directory(conn)
     for n in alert["notifications"]:
         n["attempt_list"] = attempts.get(n["id"], [])
     return _page(request, "alert.html", access.scope, "queue", alert=alert, rule=rule,
+                 messages=messages, handover=handover, teams=teams,
                  rule_words=clinical_text.rule_in_words(rule), patient=patient, charts=charts,
                  names=names, deadline=triage.next_deadline(
                      {**alert, "next_escalation_at": humantime.parse(
@@ -277,7 +291,10 @@ def patient_page(request: Request, patient_id: int, pool: PoolDep, access: Patie
         charts = [_chart(conn, patient_id, kind, start, now + timedelta(minutes=1), limits)
                   for kind in clinical_text.kinds() if kind in kinds_seen]
         opened_by = audit.search(conn, patient_id=patient_id, limit=10)
+        messages = patient_messages.panel(conn, patient_id)
         alerts = store.list_alerts(conn, states=("open", "acknowledged"), patient_id=patient_id)
+        work = collaboration_view.patient_work(conn, patient_id)
+        teams = collaboration_view.team_directory(conn)
     editable = [{"rule": r, "words": clinical_text.rule_in_words(r.as_json()),
                  "limits": [_limit_field(*limit)
                             for limit in clinical_text.editable_limits(r.raw_params)],
@@ -286,6 +303,7 @@ def patient_page(request: Request, patient_id: int, pool: PoolDep, access: Patie
                 for r in rules if r.kind == "threshold"]
     editable.sort(key=lambda e: not e["relevant"])
     return _page(request, "patient.html", access.scope, "caseload", patient=patient,
+                 messages=messages, work=work, teams=teams,
                  age=humantime.age_years(patient.get("date_of_birth")), timeline=timeline,
                  readings=readings, charts=charts, range=span, ranges=list(RANGES),
                  editable=editable, opened_by=opened_by, alerts=alerts,

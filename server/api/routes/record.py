@@ -121,10 +121,14 @@ class Series(BaseModel):
 
 class TimelineEntry(BaseModel):
     at: str
-    type: str = Field(description="alert.<event>, note, status, rule_setting, device.*")
+    type: str = Field(description="alert.<event>, note, status, rule_setting, device.*, "
+                                  "handover.<step>, task.<step>, care_team.<event>, "
+                                  "message.<direction>")
     clinician_id: int | None
     author: str | None
     team_id: str | None
+    team_name: str | None = Field(None, description="the team that did it")
+    organisation: str | None = Field(None, description="that team's organisation")
     detail: dict[str, Any]
 
 
@@ -251,8 +255,9 @@ def series(
 
 
 @router.get("/api/patients/{patient_id}/timeline", response_model=list[TimelineEntry],
-            responses=NOT_FOUND, summary="Alerts, notes, status, settings and devices, newest "
-                                         "first")
+            responses=NOT_FOUND, summary="The shared timeline: alerts, notes, status, settings, "
+                                         "devices, hand-overs, tasks, care team, messages; "
+                                         "newest first")
 def timeline(conn: SessionDep, access: PatientAccess,
              limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[dict[str, Any]]:
     assert access.patient_id is not None

@@ -2,7 +2,7 @@
 //
 // <form data-api="/api/..." [data-method="PUT"] [data-done="Saved"] [data-confirm="..."]
 //       [data-after="reload"] [data-params='{...}']>
-// Fields become a JSON object by name: empty fields are left out; data-type="number"
+// Fields become a JSON object by name ("note.situation" nests): empty fields are left out; data-type="number"
 // sends a number, a checkbox a boolean, a multiple select a list, datetime-local an ISO
 // time (the browser's zone). The status area is the nearest [data-form-scope], .panel or
 // section's .form-status.
@@ -22,6 +22,17 @@
     node[keys[keys.length - 1]] = value;
   }
 
+  // "note.situation" -> {note: {situation: ...}}: a dotted name is a nested field.
+  function put(obj, name, value) {
+    const keys = name.split(".");
+    let node = obj;
+    for (let i = 0; i < keys.length - 1; i++) {
+      if (typeof node[keys[i]] !== "object" || node[keys[i]] === null) node[keys[i]] = {};
+      node = node[keys[i]];
+    }
+    node[keys[keys.length - 1]] = value;
+  }
+
   function body(form) {
     const out = {};
     let params = null;
@@ -32,16 +43,16 @@
         if (el.value !== "") setPath(params, el.name.slice(6), Number(el.value));
         continue;
       }
-      if (el.type === "checkbox") { out[el.name] = el.checked; continue; }
+      if (el.type === "checkbox") { put(out, el.name, el.checked); continue; }
       if (el.type === "select-multiple") {
         const chosen = Array.from(el.selectedOptions, (o) => o.value);
-        if (chosen.length) out[el.name] = chosen;
+        if (chosen.length) put(out, el.name, chosen);
         continue;
       }
       if (el.value === "") continue;
-      if (el.dataset.type === "number" || el.type === "number") out[el.name] = Number(el.value);
-      else if (el.type === "datetime-local") out[el.name] = new Date(el.value).toISOString();
-      else out[el.name] = el.value;
+      if (el.dataset.type === "number" || el.type === "number") put(out, el.name, Number(el.value));
+      else if (el.type === "datetime-local") put(out, el.name, new Date(el.value).toISOString());
+      else put(out, el.name, el.value);
     }
     if (params !== null) out.overrides = params;
     return out;
