@@ -111,6 +111,13 @@ def erase_patient(conn: Conn, patient_id: int, *, erased_by: int, basis: str, re
             break
 
     with conn.transaction():
+        # the outbox's messages to the patient (portal sign-in codes, message notices) are
+        # no alert's, so the procedure's cascade from alerts does not reach them
+        conn.execute(
+            "WITH gone AS (DELETE FROM notification n USING patient p WHERE p.id = %s"
+            " AND n.kind = 'message' AND n.target = p.email RETURNING n.id)"
+            " DELETE FROM notification_attempt a USING gone WHERE a.notification_id = gone.id",
+            (patient_id,))
         erased = conn.execute(
             "SELECT erase_patient(%s, %s, %s, %s, %s, %s::jsonb)",
             (patient_id, erased_by, basis, reason, reference,

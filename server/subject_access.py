@@ -8,6 +8,8 @@ The bundle (format ``homeward-subject-access/1``) is one JSON object::
                   "unattributed_readings": [...], "rejected_readings": [...],
                   "alerts": [...], "alert_events": [...], "notifications": [...],
                   "notification_attempts": [...], "notes": [...], "rule_settings": [...],
+                  "care_team_history": [...], "care_team_invitations": [...],
+                  "handovers": [...], "tasks": [...], "messages": [...],
                   "access_audit": [...]}}
 
 It is written as a stream (readings through a server-side cursor), so a year
@@ -94,13 +96,34 @@ SECTIONS: tuple[tuple[str, str], ...] = (
      " s.valid_from, s.valid_to, s.note FROM patient_rule_setting s"
      " LEFT JOIN clinician c ON c.id = s.set_by WHERE s.patient_id = %(p)s"
      " ORDER BY s.rule_id, s.valid_from, s.id"),
+    # working together (issue 9): the care team's history, hand-overs, tasks, messages
+    ("care_team_history",
+     "SELECT v.id, v.at, v.team_id, v.event, v.role, v.by_team, c.display_name AS by, v.note"
+     " FROM care_team_event v LEFT JOIN clinician c ON c.id = v.clinician_id"
+     " WHERE v.patient_id = %(p)s ORDER BY v.at, v.id"),
+    ("care_team_invitations",
+     "SELECT id, team_id, role, state, note, invited_team, invited_at, decided_at,"
+     " decline_reason FROM care_team_invitation WHERE patient_id = %(p)s ORDER BY id"),
+    ("handovers",
+     "SELECT id, kind, alert_id, from_team, to_team, note, state, offered_at, respond_by,"
+     " escalated_at, decided_at, decline_reason FROM handover WHERE patient_id = %(p)s"
+     " ORDER BY offered_at, id"),
+    ("tasks",
+     "SELECT id, team_id, title, detail, priority, due_at, state, requested_team,"
+     " requested_at, claimed_at, closed_at, close_note FROM task WHERE patient_id = %(p)s"
+     " ORDER BY requested_at, id"),
+    ("messages",
+     "SELECT m.id, m.direction, m.team_id, c.display_name AS by, m.alert_id, m.reply_to,"
+     " m.body, m.needs_confirmation, m.sent_at, m.read_at, m.confirmed_at"
+     " FROM patient_message m LEFT JOIN clinician c ON c.id = m.clinician_id"
+     " WHERE m.patient_id = %(p)s ORDER BY m.sent_at, m.id"),
     ("access_audit",
      "SELECT a.id, a.at, c.username, c.display_name, a.role, a.action, a.resource,"
      " a.request_id, a.outcome FROM access_audit a"
      " LEFT JOIN clinician c ON c.id = a.clinician_id WHERE a.patient_id = %(p)s"
      " ORDER BY a.at, a.id"),
 )
-_PATIENT = ("SELECT id, nhs_number, display_name, date_of_birth, status, created_at"
+_PATIENT = ("SELECT id, nhs_number, display_name, date_of_birth, status, email, created_at"
             " FROM patient WHERE id = %(p)s")
 
 

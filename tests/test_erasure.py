@@ -169,6 +169,13 @@ NEEDLES = [NHS, NHS_SPACED, NAME]
 def test_subject_access_export_holds_everything_about_the_patient(conn, smtp_server,
                                                                    webhook_server):
     rec = build_record(conn, smtp_server.port, webhook_server.url)
+    # working together: a task and a message about Colin
+    conn.execute("INSERT INTO task (patient_id, team_id, title, due_at, requested_at)"
+                 " VALUES (%s, 'copd-north', 'Check his inhaler technique', now(), now())",
+                 (rec["patient"],))
+    conn.execute("INSERT INTO patient_message (patient_id, direction, body, sent_at)"
+                 " VALUES (%s, 'from_patient', 'My reading was 94 after resting', now())",
+                 (rec["patient"],))
     bundle = export_bundle(conn, rec["patient"], requested_by=rec["admin"])
     assert bundle["format"] == "homeward-subject-access/1"
     s = bundle["sections"]
@@ -185,6 +192,8 @@ def test_subject_access_export_holds_everything_about_the_patient(conn, smtp_ser
     assert s["notification_attempts"] and all(a["ok"] for a in s["notification_attempts"])
     assert [n["text"] for n in s["notes"]] == [f"NHS number {NHS_SPACED} checked with GP"]
     assert [r["rule_id"] for r in s["rule_settings"]] == ["bp.severe_hypertension"]
+    assert [t["title"] for t in s["tasks"]] == ["Check his inhaler technique"]
+    assert [m["body"] for m in s["messages"]] == ["My reading was 94 after resting"]
     assert [a["action"] for a in s["access_audit"]] == [
         "patient.read", "alert.acknowledge", "series.read"]
     assert all("client_addr" not in a for a in s["access_audit"])
@@ -200,6 +209,14 @@ def test_erasure_leaves_nothing_of_the_patient_in_any_table(conn, smtp_server, w
     rec = build_record(conn, smtp_server.port, webhook_server.url)
     pid = rec["patient"]
     discharge(conn, rec)
+    # the portal's e-mail to the patient: a message of the outbox, no alert's
+    from alerts.outbox import enqueue_message
+    from server.patient_auth import set_email
+
+    set_email(conn, pid, "colin.oakes@example.org")
+    enqueue_message(conn, channel="email", target="colin.oakes@example.org",
+                    subject="Your sign-in code", body="12345678", key="code-colin",
+                    at=MONDAY, reason="patient_code")
     before = traces(conn, NEEDLES, pid)
     # the scan finds the patient wherever the record put them (so its silence below means
     # something): ids, text, JSON, in the append-only history and the derived tables too
@@ -220,6 +237,8 @@ def test_erasure_leaves_nothing_of_the_patient_in_any_table(conn, smtp_server, w
                             key=KEY, batch_rows=1)
 
     assert traces(conn, NEEDLES, pid) == set()
+    assert conn.execute("SELECT count(*) FROM notification WHERE target = %s",
+                        ("colin.oakes@example.org",)).fetchone() == (0,)
     for query in ("SELECT count(*) FROM quarantine WHERE hub_id = 'hub-colin'",
                   "SELECT count(*) FROM ingest_suspect WHERE topic LIKE '%hub-colin%'",
                   "SELECT count(*) FROM reading WHERE hub_id = 'hub-colin'",
