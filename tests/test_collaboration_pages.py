@@ -16,13 +16,13 @@ from typing import Any
 import psycopg
 import pytest
 from axe_playwright_python.sync_playwright import Axe  # type: ignore[import-untyped]
-from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
+from playwright.sync_api import Browser, Page, ViewportSize, expect
 
 from alerts.model import Severity
 from homeward.settings import Settings
 from server import admin
 from tests.api_support import running_api
-from tests.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.browser_support import chromium
 from tests.test_dashboard_pages import _open_alert, _reading
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser,
@@ -70,13 +70,8 @@ def ward(postgres_server: Any) -> Iterator[tuple[dict[str, int], str]]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    assert Path(CHROMIUM).exists(), "Chromium is missing: run ./scripts/setup --dev"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 def _signed_in(browser: Browser, base: str, username: str) -> Page:

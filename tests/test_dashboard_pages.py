@@ -27,7 +27,6 @@ from playwright.sync_api import (
     Page,
     ViewportSize,
     expect,
-    sync_playwright,
 )
 
 from alerts.lifecycle import apply_finding
@@ -37,7 +36,7 @@ from alerts.settings_store import set_patient_rule
 from homeward.settings import Settings
 from server import admin
 from tests.api_support import running_api
-from tests.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.browser_support import chromium
 
 # one worker, one seeded clinic and one server for the whole module
 pytestmark = [pytest.mark.integration, pytest.mark.browser,
@@ -189,13 +188,8 @@ def clinic(postgres_server: Any) -> Iterator[tuple[Clinic, str]]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    assert Path(CHROMIUM).exists(), "Chromium is missing: run ./scripts/setup --dev"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 def _signed_in(browser: Browser, base: str, username: str,

@@ -27,7 +27,7 @@ from alerts.store import acknowledge, resolve
 from homeward.settings import Settings
 from server import admin, discharge_summary
 from tests.api_support import running_api
-from tests.report_browser import PASSWORD, check_accessibility, chromium, signed_in
+from tests.browser_support import PASSWORD, check_accessibility, chromium, signed_in
 
 pytestmark = pytest.mark.integration
 

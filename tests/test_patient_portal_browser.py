@@ -24,7 +24,7 @@ import orjson
 import psycopg
 import pytest
 from axe_playwright_python.sync_playwright import Axe  # type: ignore[import-untyped]
-from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, expect
 
 from alerts.channels import ChannelSettings, default_senders
 from alerts.lifecycle import apply_finding
@@ -34,8 +34,8 @@ from alerts.ruleset import load_ruleset
 from homeward.settings import Settings
 from server import admin, patient_auth
 from tests.api_support import running_api
+from tests.browser_support import chromium
 from tests.test_alerts_support import SmtpServer
-from tests.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser,
@@ -139,13 +139,8 @@ def ward(postgres_server: Any) -> Iterator[Ward]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    assert Path(CHROMIUM).exists(), "Chromium is missing: run ./scripts/setup --dev"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 #: What the browser's console said against the pages' Content-Security-Policy.

@@ -31,7 +31,7 @@ from alerts.store import acknowledge, resolve
 from homeward.settings import Settings
 from server import admin
 from tests.api_support import running_api
-from tests.report_browser import PASSWORD, check_accessibility, chromium, signed_in
+from tests.browser_support import PASSWORD, check_accessibility, chromium, signed_in
 from tests.test_alerts_support import Clock, make_service, smtp_server  # noqa: F401
 from tests.waiting import wait_for
 

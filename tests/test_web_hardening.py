@@ -30,7 +30,7 @@ import httpx
 import orjson
 import psycopg
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from homeward.settings import Settings
 from server.api.app import create_app
@@ -39,7 +39,7 @@ from server.api.routes import alerts as alert_routes
 from server.api.security_headers import CONTENT_SECURITY_POLICY
 from server.web_sessions import SESSION_COOKIE
 from tests.api_support import NURSE_PASSWORD, World, running_api, seed_world
-from tests.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.browser_support import chromium
 
 pytestmark = [pytest.mark.integration]
 
@@ -450,13 +450,8 @@ def test_no_template_has_inline_script_style_or_event_handlers() -> None:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    assert Path(CHROMIUM).exists(), "Chromium is missing: run ./scripts/setup --dev"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 def _watch_violations(page: Page) -> list[str]:

@@ -1,5 +1,6 @@
-"""Browser checks of the report pages (tests/test_shift_report.py,
-tests/test_discharge_summary.py): sign in, axe-core at two widths, screenshots, and no
+"""What the browser tests share: headless Chromium (``chromium()``, every browser test's
+module-scoped ``browser`` fixture), and for the report pages (tests/test_shift_report.py,
+tests/test_discharge_summary.py) signing in, axe-core at two widths, screenshots, and no
 refusal by the Content Security Policy the server sends.  No tests here."""
 
 from __future__ import annotations
