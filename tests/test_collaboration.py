@@ -297,3 +297,28 @@ def test_a_lead_hand_over_moves_the_lead_and_keeps_the_sender_on_the_care_team(
     roles = {t["team_id"]: t["role"]
              for t in scene.ok("nia", "GET", f"/api/patients/{patient}/care-team")}
     assert roles["hf-north"] == "lead" and roles["copd-north"] == "contributor"
+
+
+def test_an_admin_answers_only_for_her_own_organisations_teams(
+        scene: Scene, conn: psycopg.Connection) -> None:
+    """The sending organisation's admin sees the hand-over (her team sent it) but cannot
+    accept it for a team of another organisation; that team's admin can."""
+    svc = make_service(scene.clock)
+    vitals(conn, scene.world["patient"], scene.clock.now, spo2=85)
+    svc.step(conn)
+    (alert,) = [a for a in store.list_alerts(conn) if a["rule_id"] == "spo2_low"]
+    other_org = admin.create_organisation(conn, name="Hillside Trust")
+    admin.create_team(conn, team_id="hillside-copd", organisation_id=other_org,
+                      name="Hillside COPD", kind="copd")
+    home = admin.create_clinician(conn, username="home-admin", display_name="Home Admin",
+                                  role="admin", teams=["out-of-hours"])
+    away = admin.create_clinician(conn, username="away-admin", display_name="Away Admin",
+                                  role="admin", organisation_id=other_org)
+    scene.tokens |= {"home": home.api_token, "away": away.api_token}
+    offered = scene.ok("olu", "POST", f"/api/alerts/{alert['id']}/handover",
+                       {"to_team": "hillside-copd", "note": SBAR}, status=201)
+    assert scene.call("home", "GET", f"/api/handovers/{offered['id']}").status_code == 200
+    assert scene.call("home", "POST", f"/api/handovers/{offered['id']}/accept"
+                      ).status_code == 403
+    assert scene.ok("away", "POST", f"/api/handovers/{offered['id']}/accept"
+                    )["state"] == "accepted"

@@ -139,9 +139,9 @@ class HandoverBody(BaseModel):
     note: SbarNote
 
 
-def _acting_team(scope: Any, holder: str | None) -> str:
+def _acting_team(conn: Any, scope: Any, holder: str | None) -> str:
     """The team a hand-over is sent from: the one holding it, which must be the caller's."""
-    if holder is None or (holder not in scope.team_ids and not scope.is_admin):
+    if holder is None or not _acts_for(conn, scope, holder):
         raise care_team.NotAllowed(
             f"only a member of the team that holds it ({holder or 'none'}) can hand it over")
     return holder
@@ -153,7 +153,7 @@ def handover_alert(alert_id: DbId, body: HandoverBody, request: Request, conn: S
                    access: AlertAccess) -> dict[str, Any]:
     with conn.transaction():
         patient_id, holder = handovers.offer_for_alert(conn, alert_id)
-        offer = handovers.Offer("alert", patient_id, _acting_team(access.scope, holder),
+        offer = handovers.Offer("alert", patient_id, _acting_team(conn, access.scope, holder),
                                 body.to_team, body.note.model_dump(), alert_id)
         return _json(handovers.offer(  # type: ignore[no-any-return]
             conn, offer, clinician_id=access.scope.clinician_id, at=now(request)))
@@ -169,7 +169,7 @@ def handover_lead(patient_id: DbId, body: HandoverBody, request: Request, conn: 
             care = care_team.members(conn, patient_id)
             lead = next((m["team_id"] for m in care if m["team_id"] in
                          access.scope.team_ids), None)
-        offer = handovers.Offer("lead", patient_id, _acting_team(access.scope, lead),
+        offer = handovers.Offer("lead", patient_id, _acting_team(conn, access.scope, lead),
                                 body.to_team, body.note.model_dump())
         return _json(handovers.offer(  # type: ignore[no-any-return]
             conn, offer, clinician_id=access.scope.clinician_id, at=now(request)))
@@ -218,12 +218,23 @@ def handover_get(handover_id: DbId, conn: SessionDep,
     return rows[0]
 
 
+def _acts_for(conn: Any, scope: Any, team_id: str | None) -> bool:
+    """Whether the caller acts for ``team_id``: a member, or an admin of its organisation."""
+    if team_id is None:
+        return False
+    if team_id in scope.team_ids:
+        return True
+    if not scope.is_admin:
+        return False
+    row = conn.execute("SELECT organisation_id FROM team WHERE id = %s", (team_id,)).fetchone()
+    return row is not None and row[0] in scope.organisation_ids
+
+
 def _receiving(access: Access, conn: Any, handover_id: int) -> None:
     found = handovers.get(conn, handover_id)
-    if found is None or (found["to_team"] not in access.scope.team_ids
-                         and not access.scope.is_admin):
-        raise care_team.NotAllowed("only a member of the receiving team can answer a "
-                                   "hand-over")
+    if found is None or not _acts_for(conn, access.scope, found["to_team"]):
+        raise care_team.NotAllowed("only a member of the receiving team (or an admin of its "
+                                   "organisation) can answer a hand-over")
 
 
 @router.post("/api/handovers/{handover_id}/accept", responses=RESPONSES,
@@ -338,11 +349,11 @@ def _task_action(task_id: int, action: tasks.Action, request: Request, conn: Any
     assert found is not None  # TaskAccess found it
     scope = access.scope
     if action == "cancel":
-        allowed = found["requested_by"] == scope.clinician_id or (
-            found["requested_team"] in scope.team_ids)
+        allowed = found["requested_by"] == scope.clinician_id or _acts_for(
+            conn, scope, found["requested_team"])
     else:
-        allowed = found["team_id"] in scope.team_ids
-    if not (allowed or scope.is_admin):
+        allowed = _acts_for(conn, scope, found["team_id"])
+    if not allowed:
         raise care_team.NotAllowed(
             "only the requester's team can cancel a task" if action == "cancel"
             else f"only a member of {found['team_id']} can {action} its task")
