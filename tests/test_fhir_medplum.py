@@ -13,8 +13,9 @@ bindings, extension definitions, ids, narrative XHTML, empty arrays or a profile
 on a ``value[x]`` (the heart-rate profile's fixed ``/min``): test_fhir_resources.py
 checks ours.  validate.mjs lists what else Medplum leaves out.
 
-Needs Node (skipped without it) and the npm packages that ``./scripts/setup --dev``
-installs with ``npm ci --prefix tests/fhir_node``.
+Needs Node.js 20.19 or newer and the npm packages that ``./scripts/setup --dev``
+installs (``npm ci --prefix tests/fhir_node``); without them the test fails with what to
+run, as the browser tests do without Chromium: a missing validator is a broken setup.
 """
 
 from __future__ import annotations
@@ -271,14 +272,15 @@ def canaries() -> list[tuple[str, dict[str, Any], tuple[str | None, str]]]:
 def _node() -> str:
     node = shutil.which("node")
     if node is None:
-        pytest.skip("Node.js is not installed: the Medplum FHIR validator needs Node "
-                    f"{NODE_MIN[0]}.{NODE_MIN[1]} or newer (https://nodejs.org)")
+        pytest.fail("Node.js is not installed: the Medplum FHIR validator needs Node "
+                    f"{NODE_MIN[0]}.{NODE_MIN[1]} or newer: run ./scripts/setup --dev")
     version = subprocess.run([node, "--version"], capture_output=True, text=True,
                              check=True).stdout.strip()
     found = tuple(int(p) for p in re.findall(r"\d+", version)[:2])
     if found < NODE_MIN:
-        pytest.skip(f"Node.js {version} is older than the {NODE_MIN[0]}.{NODE_MIN[1]} "
-                    "that @medplum/core needs")
+        pytest.fail(f"Node.js {version} is older than the {NODE_MIN[0]}.{NODE_MIN[1]} "
+                    "that @medplum/core needs: run ./scripts/setup --dev (it says how to "
+                    "get a newer one)")
     pinned = json.loads((NODE_DIR / "package.json").read_text())["dependencies"]
     for name, version in pinned.items():
         installed = NODE_DIR / "node_modules" / name / "package.json"
