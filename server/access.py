@@ -177,18 +177,23 @@ def require_alert(conn: psycopg.Connection[Any], scope: Scope, alert_id: int) ->
 def require_team(conn: psycopg.Connection[Any], scope: Scope, team_id: str) -> None:
     """NotInScope unless the team is one of the caller's (an admin: of her organisations).
     What a team's own reports need (its shift report): its members, and its admins."""
-    if team_id in scope.team_ids:
-        return
-    if scope.organisation_wide and conn.execute(
-            "SELECT 1 FROM team WHERE id = %s AND organisation_id = ANY(%s)",
-            (team_id, list(scope.organisation_ids))).fetchone() is not None:
-        return
-    raise NotInScope(f"team {team_id} not found")
+    query = sql.SQL("SELECT 1 WHERE {} IN ({})").format(sql.Literal(team_id),
+                                                        visible_teams(scope))
+    if conn.execute(query).fetchone() is None:
+        raise NotInScope(f"team {team_id} not found")
 
 
 def patient_ids_in_scope(conn: psycopg.Connection[Any], scope: Scope) -> set[int]:
     """Every patient id in scope (for filtering a live stream without a query per event)."""
     return {int(r[0]) for r in conn.execute(visible_patients(scope)).fetchall()}
+
+
+def _patient_of(conn: psycopg.Connection[Any], query: sql.Composed, what: str) -> int:
+    """The patient id ``query`` finds; NotInScope (``what`` not found) when it finds none."""
+    row = conn.execute(query).fetchone()
+    if row is None:
+        raise NotInScope(f"{what} not found")
+    return int(row[0])
 
 
 def require_invitation(conn: psycopg.Connection[Any], scope: Scope, invitation_id: int) -> int:
@@ -198,10 +203,7 @@ def require_invitation(conn: psycopg.Connection[Any], scope: Scope, invitation_i
                     " AND (i.team_id IN ({}) OR {})").format(
         sql.Literal(invitation_id), visible_teams(scope),
         patient_condition(scope, "i.patient_id"))
-    row = conn.execute(query).fetchone()
-    if row is None:
-        raise NotInScope(f"invitation {invitation_id} not found")
-    return int(row[0])
+    return _patient_of(conn, query, f"invitation {invitation_id}")
 
 
 def handover_condition(scope: Scope, alias: str = "h") -> sql.Composed:
@@ -223,16 +225,10 @@ def task_condition(scope: Scope, alias: str = "t") -> sql.Composed:
 def require_handover(conn: psycopg.Connection[Any], scope: Scope, handover_id: int) -> int:
     query = sql.SQL("SELECT h.patient_id FROM handover h WHERE h.id = {} AND {}").format(
         sql.Literal(handover_id), handover_condition(scope))
-    row = conn.execute(query).fetchone()
-    if row is None:
-        raise NotInScope(f"hand-over {handover_id} not found")
-    return int(row[0])
+    return _patient_of(conn, query, f"hand-over {handover_id}")
 
 
 def require_task(conn: psycopg.Connection[Any], scope: Scope, task_id: int) -> int:
     query = sql.SQL("SELECT t.patient_id FROM task t WHERE t.id = {} AND {}").format(
         sql.Literal(task_id), task_condition(scope))
-    row = conn.execute(query).fetchone()
-    if row is None:
-        raise NotInScope(f"task {task_id} not found")
-    return int(row[0])
+    return _patient_of(conn, query, f"task {task_id}")

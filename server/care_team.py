@@ -29,7 +29,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from alerts.store import InvalidTransition
-from server.access import Scope, visible_teams
+from server.access import NotInScope, Scope, require_team, visible_teams
 
 Role = Literal["lead", "contributor"]
 Conn = psycopg.Connection[Any]
@@ -162,13 +162,12 @@ def invitations(conn: Conn, scope: Scope, *, team: str | None, state: str | None
 
 
 def _may_answer(conn: Conn, scope: Scope, found: dict[str, Any]) -> None:
-    if scope.is_admin:
-        row = conn.execute("SELECT organisation_id FROM team WHERE id = %s",
-                           (found["team_id"],)).fetchone()
-        if row is not None and row[0] in scope.organisation_ids:
+    if scope.role in ("team_lead", "admin"):
+        try:  # the lead is a member of the team; the admin answers for her organisation's
+            require_team(conn, scope, found["team_id"])
             return
-    if scope.role == "team_lead" and found["team_id"] in scope.team_ids:
-        return
+        except NotInScope:
+            pass
     raise NotAllowed("an invitation is answered by the invited team's lead or an admin of "
                      "its organisation")
 

@@ -21,7 +21,13 @@ from pydantic import BaseModel, Field
 
 from alerts import handovers, tasks
 from server import care_team
-from server.access import handover_condition, task_condition, visible_teams
+from server.access import (
+    NotInScope,
+    handover_condition,
+    require_team,
+    task_condition,
+    visible_teams,
+)
 from server.api.deps import AUTH_RESPONSES, PoolDep, Problem, SessionDep
 from server.api.scope import (
     Access,
@@ -222,12 +228,11 @@ def _acts_for(conn: Any, scope: Any, team_id: str | None) -> bool:
     """Whether the caller acts for ``team_id``: a member, or an admin of its organisation."""
     if team_id is None:
         return False
-    if team_id in scope.team_ids:
-        return True
-    if not scope.is_admin:
+    try:
+        require_team(conn, scope, team_id)
+    except NotInScope:
         return False
-    row = conn.execute("SELECT organisation_id FROM team WHERE id = %s", (team_id,)).fetchone()
-    return row is not None and row[0] in scope.organisation_ids
+    return True
 
 
 def _receiving(access: Access, conn: Any, handover_id: int) -> None:

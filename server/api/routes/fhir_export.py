@@ -22,10 +22,9 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.responses import Response, StreamingResponse
-from psycopg import sql
 
 from homeward.wire import format_time
-from server.access import visible_teams
+from server.access import NotInScope, require_team
 from server.api.deps import PoolDep, SessionDep
 from server.api.routes.fhir import ERRORS, PREFIX, base_url, strict_handling
 from server.api.scope import ListAccess, audit_patients
@@ -59,10 +58,10 @@ def _kickoff(request: Request, conn: SessionDep, access: ListAccess,
     types, since = export.parse_kickoff(request.query_params.multi_items(),
                                         strict=strict_handling(request))
     if team_id is not None:
-        found = conn.execute(sql.SQL("SELECT 1 WHERE {} IN ({})").format(
-            sql.Literal(team_id), visible_teams(access.scope))).fetchone()
-        if found is None:
-            raise HTTPException(404, detail=f"Group/{team_id} not found")
+        try:
+            require_team(conn, access.scope, team_id)
+        except NotInScope as err:
+            raise HTTPException(404, detail=f"Group/{team_id} not found") from err
     job = export.create(conn, access.scope, request=str(request.url), team_id=team_id,
                         types=types, since=since)
     return Response(status_code=202, headers={
