@@ -143,8 +143,6 @@ def install_error_handlers(app: FastAPI) -> None:
                 return outcome(400, "; ".join(
                     f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}"
                     for e in errors))
-            if isinstance(exc, SearchError):
-                return outcome(400, str(exc))
             # the app's handler decides the status (503 for the database, ...)
             answer = await app_answer(request, exc)
             return outcome(answer.status_code, orjson.loads(answer.body).get(
@@ -155,9 +153,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def search_error(request: Request, exc: Exception) -> Response:
         return outcome(400, str(exc))
 
-    app.add_exception_handler(SearchError, search_error)
     for exc_class, handler in list(app.exception_handlers.items()):
         app.exception_handlers[exc_class] = for_fhir(handler)
+    app.add_exception_handler(SearchError, search_error)  # raised under /fhir/ only
 
 
 def base_url(request: Request) -> str:
@@ -201,13 +199,13 @@ def _after_id(search: Search) -> int | None:
                           ) from err
 
 
-def _id_page(search: Search, rows: list[dict[str, Any]], key: str = "id"
+def _id_page(search: Search, rows: list[dict[str, Any]]
              ) -> tuple[list[dict[str, Any]], Cursor | None]:
     """The page of ``rows`` (fetched with one extra) and the cursor after it."""
     if len(rows) <= search.count:
         return rows, None
     # ids only grow, so an id page needs no as-of time: new rows come on later pages
-    return rows[:search.count], Cursor((str(rows[search.count - 1][key]),), 0, _EPOCH)
+    return rows[:search.count], Cursor((str(rows[search.count - 1]["id"]),), 0, _EPOCH)
 
 
 _EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
