@@ -52,6 +52,12 @@ def _any_of(column: str, alternatives: Sequence[Sequence[Any]]) -> list[sql.Comp
             for alts in alternatives]
 
 
+def _fetch(conn: Conn, query: sql.Composed) -> list[Row]:
+    """Every row of ``query``, as dicts."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(query).fetchall()
+
+
 def _where(parts: Sequence[sql.Composable]) -> sql.Composable:
     return sql.SQL(" AND ").join(parts) if parts else sql.SQL("TRUE")
 
@@ -77,8 +83,7 @@ def patients(conn: Conn, scope: Scope, *, ids: Sequence[Sequence[int]] = (),
         where.append(sql.SQL("p.id > {}").format(sql.Literal(after)))
     query = sql.SQL("SELECT {} FROM patient p WHERE {} ORDER BY p.id LIMIT {}").format(
         PATIENT_COLUMNS, _where(where), sql.Literal(limit))
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(query).fetchall()
+    return _fetch(conn, query)
 
 
 # -- Observation ---------------------------------------------------------------------------
@@ -125,8 +130,7 @@ def readings(conn: Conn, scope: Scope, *, patients: Sequence[Sequence[int]],
     query = sql.SQL("SELECT {} FROM reading r WHERE {} ORDER BY r.taken_at {o}, r.id {o}"
                     " LIMIT {}").format(READING_COLUMNS, _where(where), sql.Literal(limit),
                                         o=order)
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(query).fetchall()
+    return _fetch(conn, query)
 
 
 # -- Flag ----------------------------------------------------------------------------------
@@ -150,8 +154,7 @@ def alerts(conn: Conn, scope: Scope, *, patients: Sequence[Sequence[int]],
         where.append(sql.SQL("a.id > {}").format(sql.Literal(after)))
     query = sql.SQL("SELECT {} FROM alert a WHERE {} ORDER BY a.id LIMIT {}").format(
         ALERT_COLUMNS, _where(where), sql.Literal(limit))
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(query).fetchall()
+    return _fetch(conn, query)
 
 
 # -- Device --------------------------------------------------------------------------------
@@ -250,11 +253,6 @@ _MESSAGES = sql.SQL(
     "SELECT m.*, c.display_name AS author_name, tm.name AS team_name FROM patient_message m"
     " LEFT JOIN clinician c ON c.id = m.clinician_id LEFT JOIN team tm ON tm.id = m.team_id"
     " WHERE {} ORDER BY m.sent_at, m.id LIMIT 5000")
-
-
-def _fetch(conn: Conn, query: sql.Composed) -> list[Row]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(query).fetchall()
 
 
 def task_resources(conn: Conn, scope: Scope, patient_ids: Sequence[int]) -> list[fhir.Resource]:
