@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from server import collaboration_view
 from server.access import (
     NotInScope,
     Scope,
@@ -240,15 +241,6 @@ def stream(conn: Conn, query: sql.Composed, *, chunk: int = 2000) -> Iterator[Ro
 
 # -- Task and Communication ----------------------------------------------------------------
 
-_TASKS = sql.SQL(
-    "SELECT t.*, tm.name AS team_name, rt.name AS requested_team_name,"
-    " rc.display_name AS requested_by_name FROM task t JOIN team tm ON tm.id = t.team_id"
-    " LEFT JOIN team rt ON rt.id = t.requested_team"
-    " LEFT JOIN clinician rc ON rc.id = t.requested_by WHERE {} ORDER BY t.requested_at, t.id")
-_HANDOVERS = sql.SQL(
-    "SELECT h.*, ft.name AS from_team_name, tt.name AS to_team_name FROM handover h"
-    " JOIN team ft ON ft.id = h.from_team JOIN team tt ON tt.id = h.to_team WHERE {}"
-    " ORDER BY h.offered_at, h.id")
 _MESSAGES = sql.SQL(
     "SELECT m.*, c.display_name AS author_name, tm.name AS team_name FROM patient_message m"
     " LEFT JOIN clinician c ON c.id = m.clinician_id LEFT JOIN team tm ON tm.id = m.team_id"
@@ -256,12 +248,13 @@ _MESSAGES = sql.SQL(
 
 
 def task_resources(conn: Conn, scope: Scope, patient_ids: Sequence[int]) -> list[fhir.Resource]:
-    """The patients' tasks and hand-overs as Tasks, oldest first."""
+    """The patients' tasks and hand-overs as Tasks."""
     ids = sql.Literal(list(patient_ids))
-    tasks = _fetch(conn, _TASKS.format(sql.SQL("t.patient_id = ANY({}) AND {}").format(
-        ids, task_condition(scope))))
-    handovers = _fetch(conn, _HANDOVERS.format(sql.SQL("h.patient_id = ANY({}) AND {}").format(
-        ids, handover_condition(scope))))
+    now = datetime.now(UTC)
+    tasks = collaboration_view.task_rows(conn, [
+        sql.SQL("t.patient_id = ANY({})").format(ids), task_condition(scope)], at=now)
+    handovers = collaboration_view.handover_rows(conn, [
+        sql.SQL("h.patient_id = ANY({})").format(ids), handover_condition(scope)])
     return [*(fhir.task(r) for r in tasks), *(fhir.handover_task(r) for r in handovers)]
 
 
@@ -275,13 +268,14 @@ def _numbered(fhir_id: str, prefix: str) -> int | None:
 def task_resource(conn: Conn, scope: Scope, fhir_id: str) -> tuple[fhir.Resource, int]:
     """(Task, its patient) for ``task-N`` or ``handover-N`` in scope; NotInScope else."""
     if (number := _numbered(fhir_id, "task")) is not None:
-        rows = _fetch(conn, _TASKS.format(sql.SQL("t.id = {} AND {}").format(
-            sql.Literal(number), task_condition(scope))))
+        rows = collaboration_view.task_rows(conn, [
+            sql.SQL("t.id = {}").format(sql.Literal(number)), task_condition(scope)],
+            at=datetime.now(UTC))
         if rows:
             return fhir.task(rows[0]), int(rows[0]["patient_id"])
     elif (number := _numbered(fhir_id, "handover")) is not None:
-        rows = _fetch(conn, _HANDOVERS.format(sql.SQL("h.id = {} AND {}").format(
-            sql.Literal(number), handover_condition(scope))))
+        rows = collaboration_view.handover_rows(conn, [
+            sql.SQL("h.id = {}").format(sql.Literal(number)), handover_condition(scope)])
         if rows:
             return fhir.handover_task(rows[0]), int(rows[0]["patient_id"])
     raise NotInScope(f"Task/{fhir_id} not found")

@@ -16,11 +16,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from psycopg import sql
-from psycopg.rows import dict_row
 from pydantic import BaseModel, Field
 
 from alerts import handovers, tasks
-from server import care_team
+from server import care_team, collaboration_view
 from server.access import (
     NotInScope,
     handover_condition,
@@ -181,22 +180,9 @@ def handover_lead(patient_id: DbId, body: HandoverBody, request: Request, conn: 
             conn, offer, clinician_id=access.scope.clinician_id, at=now(request)))
 
 
-_HANDOVER_LIST = (
-    "SELECT {cols}, p.display_name AS patient_name, ft.name AS from_team_name,"
-    " tt.name AS to_team_name, fo.name AS from_organisation, tor.name AS to_organisation,"
-    " a.summary AS alert_summary, a.severity AS alert_severity"
-    " FROM handover h JOIN patient p ON p.id = h.patient_id"
-    " JOIN team ft ON ft.id = h.from_team JOIN organisation fo ON fo.id = ft.organisation_id"
-    " JOIN team tt ON tt.id = h.to_team JOIN organisation tor ON tor.id = tt.organisation_id"
-    " LEFT JOIN alert a ON a.id = h.alert_id WHERE {where}"
-    " ORDER BY h.offered_at DESC, h.id DESC LIMIT 500")
-
-
 def handover_rows(conn: Any, where: list[sql.Composable]) -> list[dict[str, Any]]:
-    query = sql.SQL(_HANDOVER_LIST).format(cols=sql.SQL(handovers.COLUMNS),
-                                           where=sql.SQL(" AND ").join(where))
-    with conn.cursor(row_factory=dict_row) as cur:
-        return _json(cur.execute(query).fetchall())  # type: ignore[no-any-return]
+    return _json(collaboration_view.handover_rows(  # type: ignore[no-any-return]
+        conn, where, newest_first=True))
 
 
 @router.get("/api/handovers", responses=RESPONSES,
@@ -283,26 +269,8 @@ def new_task_access(body: TaskBody, request: Request, pool: PoolDep,
     yield from patient_access(body.patient_id, request, pool, scope)
 
 
-_TASK_LIST = (
-    "SELECT {cols}, p.display_name AS patient_name, tm.name AS team_name,"
-    " o.name AS organisation, rt.name AS requested_team_name,"
-    " rc.display_name AS requested_by_name, cc.display_name AS claimed_by_name,"
-    " (t.state IN ('requested', 'claimed') AND t.due_at <= {now}) AS overdue"
-    " FROM task t JOIN patient p ON p.id = t.patient_id JOIN team tm ON tm.id = t.team_id"
-    " JOIN organisation o ON o.id = tm.organisation_id"
-    " LEFT JOIN team rt ON rt.id = t.requested_team"
-    " LEFT JOIN clinician rc ON rc.id = t.requested_by"
-    " LEFT JOIN clinician cc ON cc.id = t.claimed_by WHERE {where}"
-    " ORDER BY (t.state IN ('requested', 'claimed')) DESC, t.due_at, t.id LIMIT 500")
-
-
 def task_rows(conn: Any, where: list[sql.Composable], at: datetime) -> list[dict[str, Any]]:
-    """Tasks with names, and whether each is overdue at ``at``."""
-    query = sql.SQL(_TASK_LIST).format(cols=sql.SQL(tasks.COLUMNS),
-                                       where=sql.SQL(" AND ").join(where),
-                                       now=sql.Literal(at))
-    with conn.cursor(row_factory=dict_row) as cur:
-        return _json(cur.execute(query).fetchall())  # type: ignore[no-any-return]
+    return _json(collaboration_view.task_rows(conn, where, at=at))  # type: ignore[no-any-return]
 
 
 @router.post("/api/tasks", status_code=201, responses=RESPONSES,

@@ -121,7 +121,7 @@ def _team(scope: Scope, team: str | None) -> str | None:
 def _queue_context(pool: PoolDep, scope: Scope, team: str | None) -> dict[str, Any]:
     with pool.connection() as conn:
         rows = triage.queue(conn, scope, team=team)
-        work = collaboration_view.queue_work(conn, scope, team)
+        work = collaboration_view.queue_work(conn, scope, team, at=datetime.now(UTC))
     now = datetime.now(UTC)
     for row in rows:
         row["deadline"] = triage.next_deadline(row)
@@ -293,7 +293,7 @@ def patient_page(request: Request, patient_id: int, pool: PoolDep, access: Patie
         opened_by = audit.search(conn, patient_id=patient_id, limit=10)
         messages = patient_messages.panel(conn, patient_id)
         alerts = store.list_alerts(conn, states=("open", "acknowledged"), patient_id=patient_id)
-        work = collaboration_view.patient_work(conn, patient_id)
+        work = collaboration_view.patient_work(conn, patient_id, at=now)
         teams = collaboration_view.team_directory(conn)
     editable = [{"rule": r, "words": clinical_text.rule_in_words(r.as_json()),
                  "limits": [_limit_field(*limit)
