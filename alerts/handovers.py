@@ -125,7 +125,7 @@ def offer(conn: psycopg.Connection[Any], what: Offer, *, clinician_id: int,
                 " offered_by, offered_at, respond_by) VALUES (%s, %s, %s, %s, %s, %s::jsonb,"
                 " %s, %s, %s) RETURNING id",
                 (what.kind, what.alert_id, what.patient_id, what.from_team, what.to_team,
-                 _json(note), clinician_id, at, respond_by)).fetchone()
+                 orjson.dumps(note).decode(), clinician_id, at, respond_by)).fetchone()
     except psycopg.errors.UniqueViolation as err:
         raise InvalidTransition("a hand-over of this is already offered: it must be "
                                 "answered first") from err
@@ -317,18 +317,13 @@ def _escalate(conn: psycopg.Connection[Any], notifier: Notifier, found: dict[str
 def apply_accepted(conn: psycopg.Connection[Any], notifier: Notifier, found: dict[str, Any],
                    now: datetime) -> None:
     """The receiving team's escalation, from its first level, for an alert still open."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        alert = notifier.load(conn, found["alert_id"])
-        if alert is not None and alert["state"] in ("open", "acknowledged"):
-            current = alert["escalation_policy"] or (alert["route"] or {}).get("escalation")
-            policy = notifier.own_policy(conn, found["to_team"], str(current or ""))
-            cur.execute("UPDATE alert SET escalation_policy = %s WHERE id = %s",
-                        (policy, alert["id"]))
-            alert["escalation_policy"] = policy
-            if alert["state"] == "open" and not alert["inhibited_by"]:
-                notifier.enter_level(conn, alert, 0, reason="handed_over", now=now)
+    alert = notifier.load(conn, found["alert_id"])
+    if alert is not None and alert["state"] in ("open", "acknowledged"):
+        current = alert["escalation_policy"] or (alert["route"] or {}).get("escalation")
+        alert["escalation_policy"] = notifier.own_policy(conn, found["to_team"],
+                                                         str(current or ""))
+        conn.execute("UPDATE alert SET escalation_policy = %s WHERE id = %s",
+                     (alert["escalation_policy"], alert["id"]))
+        if alert["state"] == "open" and not alert["inhibited_by"]:
+            notifier.enter_level(conn, alert, 0, reason="handed_over", now=now)
     conn.execute("UPDATE handover SET applied_at = %s WHERE id = %s", (now, found["id"]))
-
-
-def _json(value: Any) -> str:
-    return orjson.dumps(value).decode()
