@@ -28,6 +28,9 @@ from typing import Any
 import httpx
 import psycopg
 
+from bench.api import _say
+from bench.proc import rss_kib
+
 KINDS_SQL = """
 INSERT INTO reading (id, taken_at, kind, hub_id, patient_id, device, "values", received_at)
 SELECT gen_random_uuid(), %(start)s + (n * interval '90 days' / %(per)s),
@@ -50,11 +53,6 @@ class ExportBenchOptions:
     as_json: bool = False
 
 
-def _say(echo: Callable[[str], None] | None, text: str) -> None:
-    if echo is not None:
-        echo(text)
-
-
 def _seed(conn: psycopg.Connection[Any], team: str, organisation: int, readings: int,
           patients: int, echo: Callable[[str], None] | None) -> None:
     from datetime import UTC, datetime
@@ -74,13 +72,6 @@ def _seed(conn: psycopg.Connection[Any], team: str, organisation: int, readings:
         _say(echo, f"  {team}: {min(first + 100, len(ids)) * per:,} readings")
 
 
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
 class RssSampler:
     """The peak of a process's VmRSS while running, sampled every ``every`` seconds."""
 
@@ -91,7 +82,7 @@ class RssSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, _rss_kib(self.pid))
+            self.peak = max(self.peak, rss_kib(self.pid))
             self._stop.wait(self.every)
 
     def __enter__(self) -> RssSampler:
@@ -107,7 +98,7 @@ def export_team(base: str, token: str, team: str, pid: int) -> dict[str, Any]:
     """Kick off, poll and download one team's export; count lines and bytes."""
     auth = {"Authorization": f"Bearer {token}"}
     with httpx.Client(timeout=600, headers=auth) as client:
-        before = _rss_kib(pid)
+        before = rss_kib(pid)
         started = time.perf_counter()
         kick = client.get(f"{base}/fhir/r4/Group/{team}/$export",
                           headers={"Prefer": "respond-async"})

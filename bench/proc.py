@@ -1,4 +1,4 @@
-"""CPU time of benchmarked processes, from /proc (Linux)."""
+"""CPU time and resident memory of benchmarked processes, from /proc (Linux)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,14 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (all its threads) so far, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid: int) -> int:
+    """A process's resident memory now (VmRSS), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
 
 
 def children_cpu_seconds(parent: int) -> float:
