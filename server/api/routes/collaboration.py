@@ -40,6 +40,7 @@ from server.api.scope import (
     patient_access,
 )
 from server.api.types import BoundedDatetime, DbId, Text
+from server.record_queries import _jsonable
 
 router = APIRouter(tags=["working together"])
 
@@ -60,7 +61,7 @@ def now(request: Request) -> datetime:
 
 
 def _json(rows: Any) -> Any:
-    from server.record_queries import _jsonable
+    """Rows as JSON-ready values (times as RFC 3339), as the record routes answer them."""
     return _jsonable(rows)
 
 
